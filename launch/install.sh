@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Idempotent installer for lbsgd on a Debian machine: Debian packages, .venv,
+# the pinned Python stack, horovod 0.28.1 built against it, then a build check.
+#
+#   bash launch/install.sh          # install what is missing, verify
+#   LBSGD_VENV=/path bash launch/install.sh   # use another virtualenv
+#
+# A second run with everything present only verifies (a few seconds).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${LBSGD_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+HOROVOD_VERSION="0.28.1"
+REQ="$ROOT/launch/requirements.txt"
+STAMP="$VENV/.lbsgd-install-stamp"
+
+log() { printf '[lbsgd install] %s\n' "$*" >&2; }
+die() { printf '[lbsgd install] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# 1. Debian packages (MPI for horovod, a compiler and cmake for its build).
+DEB_PKGS=(openmpi-bin libopenmpi-dev g++ cmake)
+missing=()
+for p in "${DEB_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. The virtualenv.
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtualenv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+
+# 3. The Python stack and horovod, unless the stamp says they are in place.
+want="$(cat "$REQ" "$ROOT/launch/install.sh" "$ROOT/setup.cfg" "$ROOT/setup.py" 2>/dev/null | sha256sum | cut -d' ' -f1)"
+have="$(cat "$STAMP" 2>/dev/null || true)"
+if [ "$want" != "$have" ] || ! "$VPY" -c "import horovod.tensorflow, lbsgd" >/dev/null 2>&1; then
+  log "installing the Python stack (pip caches wheels; the first horovod build takes ~3 min)"
+  "$VPY" -m pip install -q --upgrade pip
+  "$VPY" -m pip install -q -r "$REQ"
+  if ! "$VPY" -c "import horovod, sys; sys.exit(horovod.__version__ != '$HOROVOD_VERSION')" >/dev/null 2>&1 \
+     || ! "$VPY" -c "import horovod.tensorflow" >/dev/null 2>&1; then
+    log "building horovod $HOROVOD_VERSION (TensorFlow, MPI, Gloo)"
+    HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
+    HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+    MAKEFLAGS="${MAKEFLAGS:--j2}" CMAKE_POLICY_VERSION_MINIMUM=3.5 \
+      "$VPY" -m pip install -q --no-build-isolation "horovod==$HOROVOD_VERSION"
+  fi
+  "$VPY" -m pip install -q --no-build-isolation --no-deps -e "$ROOT"
+  printf '%s\n' "$want" > "$STAMP"
+fi
+
+# 4. Verify the horovod build has every part lbsgd uses.
+check="$(PATH="$VENV/bin:$PATH" "$VENV/bin/horovodrun" --check-build 2>&1)" \
+  || die "horovodrun --check-build failed:\n$check"
+for part in TensorFlow MPI Gloo; do
+  grep -qE "\[X\] $part\b" <<<"$check" \
+    || die "horovod was built without $part (horovodrun --check-build says:)
+$check
+Remove $VENV and the cached wheel (pip cache remove horovod), then run this installer again."
+done
+log "ready: $VENV ($("$VPY" -c 'import tensorflow as tf, horovod, keras; print(f"tensorflow {tf.__version__}, keras {keras.__version__}, horovod {horovod.__version__}")' 2>/dev/null))"

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Launch an lbsgd job with horovodrun and lbsgd's measured CPU defaults.
+#
+#   launch/run.sh -np 2 python -m lbsgd.train --config configs/digits_resnet.py
+#   launch/run.sh -np 8 -H node1:4,node2:4 python -m lbsgd.train --config ...
+#   launch/run.sh -np 64 --hostfile hosts.txt python -m lbsgd.train --config ...
+#
+# Everything before the program is passed to horovodrun (-np, -H, --hostfile,
+# --gloo/--mpi, ...). The defaults below are exported to every rank; set any
+# of them in your environment to override it:
+#   OMPI_MCA_mpi_yield_when_idle=1  ranks waiting in MPI yield the core instead of
+#                                   spinning (62% -> 97% weak scaling, 2 ranks on 2 cores)
+#   LBSGD_INTRA_OP_THREADS          TensorFlow threads per rank (default: cores / ranks per host)
+#   TF_CPP_MIN_LOG_LEVEL=2          TensorFlow start-up chatter off
+# HOROVOD_CYCLE_TIME is left at Horovod's default: 5 ms gained nothing for
+# ResNet-50 here and made small allreduces ~10x slower.
+#
+# A config passed with --config is validated once, here, before any rank starts.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${LBSGD_VENV:-$ROOT/.venv}"
+if [ -x "$VENV/bin/horovodrun" ]; then export PATH="$VENV/bin:$PATH"; fi
+command -v horovodrun >/dev/null || { echo "launch/run.sh: horovodrun not found; run 'bash launch/install.sh' first" >&2; exit 2; }
+
+export OMPI_MCA_mpi_yield_when_idle="${OMPI_MCA_mpi_yield_when_idle:-1}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+export PYTHONUNBUFFERED=1
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+# Split horovodrun's arguments from the program.
+hvd_args=(); prog=()
+while (($#)); do
+  case "$1" in
+    python|python3|*/python|*/python3|-m) prog=("$@"); break ;;
+    *) hvd_args+=("$1"); shift ;;
+  esac
+done
+((${#prog[@]})) || { echo "launch/run.sh: no program given (e.g. python -m lbsgd.train --config ...)" >&2; exit 2; }
+
+# Validate an lbsgd.train config once, before any rank starts.
+np=1
+for ((i = 0; i < ${#hvd_args[@]}; i++)); do
+  case "${hvd_args[$i]}" in -np|--num-proc) np="${hvd_args[$((i + 1))]}" ;; esac
+done
+if [[ " ${prog[*]} " == *" lbsgd.train "* ]]; then
+  OMPI_COMM_WORLD_SIZE="$np" "${prog[@]}" --validate_only >/dev/null
+fi
+
+exec horovodrun "${hvd_args[@]}" "${prog[@]}"

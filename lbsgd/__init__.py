@@ -1,0 +1,3 @@
+"""lbsgd: large-minibatch SGD on CPU clusters with Horovod and Keras 3."""
+
+__version__ = "0.1.0"

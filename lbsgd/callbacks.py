@@ -1,0 +1,203 @@
+"""Run bookkeeping callbacks: per-epoch history, time-to-accuracy, checkpoints.
+
+Serves Codreanu et al. Section V (time per epoch, images/s, time-to-accuracy,
+Tables II-IV and XII) for any Keras `fit`. Each callback publishes what it
+measures in the epoch `logs` so History, CSV and TensorBoard see it; only
+rank 0 writes files. Callbacks that carry state across epochs implement
+`get_state()` / `set_state()` so a checkpoint restores them exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+
+import keras
+
+from lbsgd import checkpoint as ckpt
+from lbsgd import runtime
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                   "learning_rate", "weight_decay", "batch_size", "phase",
+                   "epoch_seconds", "images_per_second", "elapsed_seconds")
+
+
+def current_learning_rate(optimizer) -> float:
+    """The optimizer's learning rate at its current step (schedule evaluated)."""
+    lr = optimizer.learning_rate
+    return float(keras.ops.convert_to_numpy(lr))
+
+
+def current_weight_decay(optimizer) -> float:
+    """The L2 coefficient lbsgd's optimizer applies (0 if none)."""
+    wd = getattr(optimizer, "l2_weight_decay", None)
+    if wd is None:
+        return float(getattr(optimizer, "weight_decay", None) or 0.0)
+    return float(keras.ops.convert_to_numpy(wd))
+
+
+class RunLogger(keras.callbacks.Callback):
+    """Adds epoch time, throughput, LR, weight decay, batch size and phase to the logs.
+
+    Keeps one row per finished epoch (1-based `epoch`) and, on rank 0, writes
+    them to `history_path` atomically after every epoch. Text values (e.g. a
+    phase callback's `logs["phase"]`) are recorded in the row and removed
+    from the logs, which Keras' progress bar can only average as numbers.
+
+    Args:
+      global_batch: samples per optimizer step over all ranks (a callback
+        that changes it publishes `logs["batch_size"]`).
+      steps_per_epoch: optimizer steps per epoch (or `logs["steps"]`).
+      history_path: CSV to write on rank 0 (None: keep rows in memory only).
+    """
+
+    state_key = "run_logger"
+
+    def __init__(self, global_batch: int, steps_per_epoch: int, history_path: str | None = None):
+        super().__init__()
+        self.global_batch = int(global_batch)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.history_path = history_path
+        self.rows: list[dict] = []
+        self.elapsed_seconds = 0.0
+
+    # -- state --------------------------------------------------------------
+    def get_state(self):
+        return {"rows": self.rows, "elapsed_seconds": self.elapsed_seconds}
+
+    def set_state(self, state):
+        self.rows = [dict(r) for r in state["rows"]]
+        self.elapsed_seconds = float(state["elapsed_seconds"])
+
+    # -- hooks ----------------------------------------------------------------
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        self._t_train_end = None
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_t_train_end", 0) is None:
+            self._t_train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        now = time.perf_counter()
+        epoch_seconds = now - self._t0
+        train_seconds = (self._t_train_end or now) - self._t0
+        batch = int(logs.get("batch_size", self.global_batch))
+        steps = int(logs.get("steps", self.steps_per_epoch))
+        self.elapsed_seconds += epoch_seconds
+        logs.setdefault("learning_rate", current_learning_rate(self.model.optimizer))
+        logs.setdefault("weight_decay", current_weight_decay(self.model.optimizer))
+        logs["batch_size"] = batch
+        logs["steps"] = steps
+        logs.setdefault("phase", "main")
+        logs["epoch_seconds"] = epoch_seconds
+        logs["images_per_second"] = batch * steps / max(train_seconds, 1e-9)
+        logs["elapsed_seconds"] = self.elapsed_seconds
+        row = {"epoch": epoch + 1}
+        row.update({k: (v if isinstance(v, str) else float(v)) for k, v in logs.items()})
+        # Keras' progress bar and History average numbers only: text such as
+        # `phase` lives in the history rows, not in the logs passed on.
+        for key in [k for k, v in logs.items() if isinstance(v, str)]:
+            del logs[key]
+        self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
+        self.write_history()
+
+    def write_history(self):
+        if self.history_path and runtime.current().is_chief:
+            ckpt.atomic_write_text(self.history_path, history_csv(self.rows))
+
+
+def history_csv(rows) -> str:
+    """CSV text of history rows: the standard columns first, then any others."""
+    extra = sorted({k for r in rows for k in r} - set(HISTORY_COLUMNS))
+    columns = list(HISTORY_COLUMNS) + extra
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _fmt(r.get(k, "")) for k in columns})
+    return buf.getvalue()
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    return value
+
+
+class TimeToAccuracy(keras.callbacks.Callback):
+    """Records the first epoch and wall time at which a validation metric reaches each target.
+
+    Reads `logs[monitor]` and `logs["elapsed_seconds"]` (from RunLogger,
+    which must run before it). Publishes nothing per epoch; `reached` maps
+    each target to {"epoch", "seconds"} (or None while unreached).
+    """
+
+    state_key = "time_to_accuracy"
+
+    def __init__(self, targets, monitor: str = "val_accuracy"):
+        super().__init__()
+        self.targets = sorted(float(t) for t in targets)
+        self.monitor = monitor
+        self.reached = {f"{t:g}": None for t in self.targets}
+
+    def get_state(self):
+        return {"reached": self.reached}
+
+    def set_state(self, state):
+        self.reached = dict(state["reached"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return
+        for t in self.targets:
+            key = f"{t:g}"
+            if self.reached[key] is None and value >= t:
+                self.reached[key] = {"epoch": epoch + 1,
+                                     "seconds": float(logs.get("elapsed_seconds", 0.0))}
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Writes an exact-resume checkpoint on rank 0 after every epoch (atomic).
+
+    The checkpoint holds all model and optimizer variables (so the step, and
+    with it every schedule, resumes exactly) and the state of each stateful
+    callback in `stateful`, keyed by their `state_key`. Put it after the
+    callbacks whose state it saves.
+    """
+
+    def __init__(self, path: str, stateful=(), extra_state=None):
+        super().__init__()
+        self.path = path
+        self.stateful = list(stateful)
+        self.extra_state = extra_state or (lambda: {})
+
+    def state(self, epochs_done: int) -> dict:
+        state = {"epochs_done": int(epochs_done)}
+        state.update({cb.state_key: cb.get_state() for cb in self.stateful})
+        state.update(self.extra_state())
+        return state
+
+    def on_epoch_end(self, epoch, logs=None):
+        if runtime.current().is_chief:
+            ckpt.save(self.path, self.model, self.state(epoch + 1))
+
+    def restore(self, model) -> int:
+        """Loads the checkpoint into `model` and the callbacks; returns epochs done."""
+        state = ckpt.load(self.path, model)
+        for cb in self.stateful:
+            if cb.state_key in state:
+                cb.set_state(state[cb.state_key])
+        return int(state["epochs_done"])
+
+
+def exists(path: str) -> bool:
+    return os.path.isfile(path)

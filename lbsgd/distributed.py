@@ -1,0 +1,345 @@
+"""Keras 3 data-parallel training on Horovod's core ops: gradient averaging, broadcast, metric averaging.
+
+Serves Codreanu et al. Section III (synchronous data-parallel SGD, one model
+copy per worker, gradients averaged every step) and Lee et al. Section IV-A/B
+(data parallelism, gradient exchange by allreduce or reduce-scatter +
+allgather). Horovod's own Keras layer is Keras-2 only; this module is lbsgd's
+thin Keras-3 integration on `horovod.tensorflow` (`grouped_allreduce`,
+`allreduce`, `reducescatter`, `allgather`, `broadcast`). Everything degrades to
+a no-op in a single process.
+
+Use in a script::
+
+    rt = lbsgd.runtime.init()
+    opt = lbsgd.distributed.DistributedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9))
+    model.compile(optimizer=opt, loss=..., metrics=[...], jit_compile=False)
+    model.fit(ds.shard(rt.size, rt.rank), callbacks=lbsgd.distributed.callbacks(),
+              verbose=1 if rt.is_chief else 0)
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lbsgd import runtime
+
+GRADIENT_EXCHANGES = ("grouped", "per_tensor", "reducescatter")
+
+
+def _hvd():
+    import horovod.tensorflow as hvd
+    return hvd
+
+
+def _size() -> int:
+    return runtime.current().size
+
+
+# --------------------------------------------------------------------------
+# Gradient exchange (inside the compiled train step).
+# --------------------------------------------------------------------------
+
+def average_gradients(grads, exchange: str = "grouped"):
+    """Averages a list of gradients over all ranks (None entries pass through).
+
+    Args:
+      grads: list of gradient tensors (or None), one per trainable variable.
+      exchange: "grouped" (one grouped allreduce after backprop), "per_tensor"
+        (one allreduce per gradient, fused by Horovod's background thread) or
+        "reducescatter" (Lee et al. IV-B: reduce-scatter then allgather of a
+        flat buffer).
+    """
+    if exchange not in GRADIENT_EXCHANGES:
+        raise ValueError(f"Argument `exchange` must be one of {GRADIENT_EXCHANGES}. "
+                         f"Received: exchange={exchange!r}")
+    if _size() == 1:
+        return list(grads)
+    hvd = _hvd()
+    present = [i for i, g in enumerate(grads) if g is not None]
+    tensors = [tf.convert_to_tensor(grads[i]) for i in present]
+    if exchange == "grouped":
+        reduced = hvd.grouped_allreduce(tensors, op=hvd.Average)
+    elif exchange == "per_tensor":
+        reduced = [hvd.allreduce(t, op=hvd.Average) for t in tensors]
+    else:
+        reduced = _reducescatter_allgather(tensors, hvd)
+    out = list(grads)
+    for i, r in zip(present, reduced):
+        out[i] = r
+    return out
+
+
+def _reducescatter_allgather(tensors, hvd):
+    """Average by reduce-scatter of a flat buffer, then allgather (Lee et al. IV-B)."""
+    size = _size()
+    by_dtype = {}
+    for i, t in enumerate(tensors):
+        by_dtype.setdefault(t.dtype, []).append(i)
+    out = [None] * len(tensors)
+    for dtype, idx in by_dtype.items():
+        flat = tf.concat([tf.reshape(tensors[i], [-1]) for i in idx], axis=0)
+        n = tf.shape(flat)[0]
+        pad = (-n) % size
+        flat = tf.pad(flat, [[0, pad]])
+        rows = tf.reshape(flat, [size, -1])
+        part = hvd.reducescatter(rows, op=hvd.Average)
+        whole = tf.reshape(hvd.allgather(part), [-1])[:n]
+        offset = 0
+        for i in idx:
+            k = int(np.prod(tensors[i].shape))
+            out[i] = tf.reshape(whole[offset:offset + k], tf.shape(tensors[i]))
+            offset += k
+    return out
+
+
+class _DistributedMixin:
+    """Averages gradients across ranks before the wrapped optimizer's update.
+
+    Also applies Caffe-style L2 weight decay (Codreanu et al. IV-B, V-B): after
+    averaging, ``g += weight_decay * w`` for every decayed variable, so the
+    decay goes through momentum and is scaled by the learning rate. The decay
+    coefficient lives in a variable: a callback can change it mid-training
+    without retracing the train step.
+    """
+
+    _lbsgd_exchange = "grouped"
+
+    def _lbsgd_setup(self, exchange: str, weight_decay: float, decay_filter):
+        if exchange not in GRADIENT_EXCHANGES:
+            raise ValueError(f"Argument `exchange` must be one of {GRADIENT_EXCHANGES}. "
+                             f"Received: exchange={exchange!r}")
+        if weight_decay < 0:
+            raise ValueError("Argument `weight_decay` must be >= 0. "
+                             f"Received: weight_decay={weight_decay}")
+        self._lbsgd_exchange = exchange
+        self._lbsgd_decay_filter = decay_filter or default_decay_filter
+        with keras.name_scope("lbsgd"):
+            self.l2_weight_decay = keras.Variable(
+                float(weight_decay), dtype="float32", trainable=False,
+                name="l2_weight_decay")
+
+    def apply(self, grads, trainable_variables=None):
+        grads = average_gradients(list(grads), self._lbsgd_exchange)
+        variables = (list(trainable_variables) if trainable_variables is not None
+                     else list(self._trainable_variables))
+        wd = self.l2_weight_decay
+        grads = [g if g is None or not self._lbsgd_decay_filter(v)
+                 else g + tf.cast(wd, g.dtype) * tf.cast(v, g.dtype)
+                 for g, v in zip(grads, variables)]
+        return super().apply(grads, trainable_variables)
+
+    @property
+    def gradient_exchange(self) -> str:
+        return self._lbsgd_exchange
+
+
+def default_decay_filter(variable) -> bool:
+    """Decay convolution and dense kernels; not biases or BN gamma/beta."""
+    return len(variable.shape) > 1
+
+
+def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
+                         exchange: str = "grouped",
+                         weight_decay: float = 0.0,
+                         decay_filter=None) -> keras.optimizers.Optimizer:
+    """Wraps a Keras 3 optimizer so its updates use gradients averaged over all ranks.
+
+    Works for any Keras 3 optimizer: returns an instance of a subclass of the
+    optimizer's own class, rebuilt from its config, so learning-rate schedules,
+    momentum and every other argument are kept.
+
+    Args:
+      optimizer: the (unbuilt) Keras optimizer to wrap.
+      exchange: gradient exchange, one of "grouped", "per_tensor", "reducescatter".
+      weight_decay: Caffe-style L2 coefficient added to the averaged gradient.
+      decay_filter: callable(variable) -> bool selecting decayed variables
+        (default: tensors of rank > 1, i.e. kernels).
+    """
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise TypeError("Argument `optimizer` must be a keras.optimizers.Optimizer. "
+                        f"Received: optimizer={optimizer!r}")
+    if getattr(optimizer, "built", False):
+        raise ValueError("Argument `optimizer` must not be built yet (wrap it before "
+                         f"compile/fit). Received: optimizer={optimizer.name!r}")
+    base = type(optimizer)
+    if isinstance(optimizer, _DistributedMixin):
+        base = next(c for c in base.__mro__[1:] if not issubclass(c, _DistributedMixin))
+    cls = type(f"Distributed{base.__name__}", (_DistributedMixin, base), {})
+    wrapped = cls.from_config(optimizer.get_config())
+    wrapped._lbsgd_setup(exchange, weight_decay, decay_filter)
+    return wrapped
+
+
+# --------------------------------------------------------------------------
+# Eager collectives used by callbacks and the trainer.
+# --------------------------------------------------------------------------
+
+def broadcast_variables(variables, root_rank: int = 0) -> None:
+    """Sets every variable to root_rank's value (one broadcast per dtype)."""
+    if _size() == 1 or not variables:
+        return
+    hvd = _hvd()
+    by_dtype = {}
+    for v in variables:
+        by_dtype.setdefault(np.dtype(v.dtype), []).append(v)
+    for k, (dtype, vs) in enumerate(sorted(by_dtype.items(), key=lambda kv: kv[0].str)):
+        flat = np.concatenate([np.ravel(keras.ops.convert_to_numpy(v.value)) for v in vs]
+                              ).astype(dtype, copy=False)
+        flat = hvd.broadcast(tf.constant(flat), root_rank,
+                             name=f"lbsgd.broadcast.{k}").numpy()
+        offset = 0
+        for v in vs:
+            n = int(np.prod(v.shape))
+            v.assign(flat[offset:offset + n].reshape(v.shape))
+            offset += n
+
+
+def allreduce_numpy(values, op: str = "sum", name: str = "lbsgd.allreduce"):
+    """Eager allreduce of a list of numpy arrays (float64 on the wire)."""
+    values = [np.asarray(x, dtype=np.float64) for x in values]
+    if _size() == 1 or not values:
+        return values
+    if op not in ("sum", "average"):
+        raise ValueError(f"Argument `op` must be 'sum' or 'average'. Received: op={op!r}")
+    hvd = _hvd()
+    hop = hvd.Sum if op == "sum" else hvd.Average
+    reduced = hvd.grouped_allreduce([tf.constant(x) for x in values], op=hop, name=name)
+    return [r.numpy() for r in reduced]
+
+
+def broadcast_object(obj, root_rank: int = 0, name: str = "lbsgd.object"):
+    """Any picklable object from root_rank, on every rank."""
+    if _size() == 1:
+        return obj
+    return _hvd().broadcast_object(obj, root_rank=root_rank, name=name)
+
+
+def average_variables(variables, name: str = "lbsgd.average") -> None:
+    """Replaces each float variable by its mean over ranks (e.g. BN moving statistics)."""
+    variables = [v for v in variables if np.dtype(v.dtype).kind == "f"]
+    if _size() == 1 or not variables:
+        return
+    means = allreduce_numpy([keras.ops.convert_to_numpy(v.value) for v in variables],
+                            op="average", name=name)
+    for v, m in zip(variables, means):
+        v.assign(m.astype(np.dtype(v.dtype)))
+
+
+def barrier() -> None:
+    """Waits until every rank gets here."""
+    if _size() > 1:
+        allreduce_numpy([np.zeros(1)], name="lbsgd.barrier")
+
+
+# --------------------------------------------------------------------------
+# Callbacks.
+# --------------------------------------------------------------------------
+
+class BroadcastGlobalVariables(keras.callbacks.Callback):
+    """Copies rank 0's model and optimizer variables to every rank when training begins.
+
+    Ranks may start from different random initialisations (or a resume on
+    rank 0 only); after this callback every rank holds rank 0's state.
+    """
+
+    def __init__(self, root_rank: int = 0):
+        super().__init__()
+        self.root_rank = root_rank
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if _size() > 1 and getattr(model, "jit_compile", False):
+            raise ValueError("Horovod ops cannot be XLA-compiled: compile the model with "
+                             "`jit_compile=False`. Received: jit_compile=True")
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        broadcast_variables(list(model.variables) + list(model.optimizer.variables),
+                            self.root_rank)
+
+
+class SyncModelState(keras.callbacks.Callback):
+    """Averages non-trainable model variables (BN moving statistics) over ranks.
+
+    Each rank updates its BN moving averages from its own shard; averaging them
+    before every validation and at every epoch end keeps all ranks' models
+    identical, so validation and checkpoints see one model.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._synced = False
+
+    def _sync(self):
+        if not getattr(self, "_synced", False):
+            average_variables(self.model.non_trainable_variables, name="lbsgd.sync_state")
+            self._synced = True
+
+    def on_test_begin(self, logs=None):
+        if getattr(self.model, "_lbsgd_in_fit", True):
+            self._sync()
+
+    def on_train_begin(self, logs=None):
+        self.model._lbsgd_in_fit = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._sync()
+
+    def on_train_end(self, logs=None):
+        self.model._lbsgd_in_fit = False
+
+
+class MetricAverage(keras.callbacks.Callback):
+    """Makes epoch logs global: every metric is computed over all ranks' samples.
+
+    Sums each metric's state variables (totals and counts) over ranks before
+    the result is read, so uneven shards are weighted by their sample counts.
+    Training metrics are made global before validation resets them; validation
+    metrics at the end of validation; both are written into the epoch logs
+    before History, CSV or TensorBoard read them. Exact for additive metrics
+    (means, accuracies, confusion counts), which are Keras' usual ones.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._train = None
+        self._val = None
+
+    def _global_results(self, name):
+        model = self.model
+        variables = [v for m in model.metrics for v in m.variables]
+        local = [keras.ops.convert_to_numpy(v.value) for v in variables]
+        summed = allreduce_numpy(local, op="sum", name=name)
+        for v, s in zip(variables, summed):
+            v.assign(s.astype(np.dtype(v.dtype)))
+        results = {k: float(keras.ops.convert_to_numpy(x))
+                   for k, x in model.get_metrics_result().items()}
+        for v, x in zip(variables, local):
+            v.assign(x)
+        return results
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_train", False) is None:
+            self._train = self._global_results("lbsgd.metrics.train")
+
+    def on_test_end(self, logs=None):
+        if getattr(self, "_train", False) is not None:
+            self._val = self._global_results("lbsgd.metrics.val")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        train = self._train if self._train is not None else self._global_results(
+            "lbsgd.metrics.train")
+        logs.update(train)
+        if self._val is not None:
+            logs.update({f"val_{k}": v for k, v in self._val.items()})
+        self._train = False  # outside an epoch: standalone evaluate is not ours
+
+
+def callbacks(root_rank: int = 0):
+    """The callbacks every data-parallel `fit` needs, in the order they must run.
+
+    Put them before any callback that reads epoch logs (CSV, TensorBoard,
+    early stopping); Keras adds History and the progress bar after them.
+    """
+    return [BroadcastGlobalVariables(root_rank), SyncModelState(), MetricAverage()]

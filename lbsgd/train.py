@@ -1,0 +1,206 @@
+"""Train a config data-parallel with Horovod: `python -m lbsgd.train --config configs/<name>.py`.
+
+Serves Codreanu et al. Sections IV-V (large-minibatch synchronous SGD with
+linear LR scaling and warmup, time-to-accuracy reporting) as a command-line
+job. Run it under `launch/run.sh -np N` (horovodrun) or as a single process.
+
+A run directory holds:
+  config.json   the fully resolved config, written before the first step
+  history.csv   one row per epoch (metrics, LR, weight decay, batch, phase, time)
+  checkpoint.npz  exact-resume checkpoint, rewritten atomically every epoch
+  summary.json  final metrics, wall time, images/s, ranks, time-to-accuracy
+
+Any config leaf is a flag: `--epochs=4 --optimizer.base_lr=0.2`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from lbsgd import config as config_lib  # noqa: E402  (no TensorFlow import)
+
+
+def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
+        overwrite: bool = False, verbose: int | str = "auto", extra_callbacks=()) -> dict:
+    """Trains `cfg` in this process (one rank of the job); returns the summary.
+
+    Args:
+      cfg: the validated run config.
+      run_dir: directory for config.json, history.csv, checkpoint.npz, summary.json.
+      resume: continue from the run directory's checkpoint (if any).
+      overwrite: discard an earlier run in `run_dir` instead of refusing it.
+      verbose: Keras verbosity on rank 0 ("auto": a progress bar in a single
+        process on a terminal, one line per epoch otherwise); other ranks are silent.
+      extra_callbacks: more Keras callbacks, run after lbsgd's bookkeeping.
+    """
+    import keras
+
+    from lbsgd import callbacks as cb
+    from lbsgd import checkpoint as ckpt
+    from lbsgd import data, distributed, models, runtime, schedules
+
+    rt = runtime.init()
+    cfg.validate_for(rt.size)
+    paths = {k: os.path.join(run_dir, f) for k, f in (
+        ("config", "config.json"), ("history", "history.csv"),
+        ("checkpoint", ckpt.CHECKPOINT_NAME), ("summary", "summary.json"))}
+
+    # Rank 0 decides what happens to the run directory; every rank learns it.
+    decision = None
+    if rt.is_chief:
+        has_ckpt = os.path.isfile(paths["checkpoint"])
+        if has_ckpt and not (resume or overwrite):
+            decision = {"error": f"Run directory {run_dir!r} already holds a run: pass "
+                                 "--resume to continue it or --overwrite to replace it."}
+        elif has_ckpt and resume:
+            decision = {"state": ckpt.read_state(paths["checkpoint"])}
+        else:
+            for p in paths.values():
+                if os.path.exists(p):
+                    os.unlink(p)
+            decision = {"state": None}
+            ckpt.atomic_write_text(paths["config"], cfg.to_json() + "\n")
+    decision = distributed.broadcast_object(decision, name="lbsgd.run_dir")
+    if "error" in decision:
+        raise config_lib.ConfigError(decision["error"])
+    state = decision["state"]
+
+    keras.utils.set_random_seed(cfg.seed)
+    source = data.load_source(cfg.data, cfg.seed)
+    batch = cfg.batch_size
+    steps = data.steps_per_epoch(source.num_train, batch)
+    model = models.build_model(cfg.model, source.input_shape, source.num_classes)
+    schedule = schedules.build_schedule(cfg.optimizer, cfg.schedule, batch, steps, cfg.epochs)
+    if cfg.optimizer.name == "sgd":
+        base_opt = keras.optimizers.SGD(schedule, momentum=cfg.optimizer.momentum)
+    else:
+        base_opt = keras.optimizers.Adam(schedule)
+    optimizer = distributed.DistributedOptimizer(
+        base_opt, exchange=cfg.optimizer.exchange, weight_decay=cfg.optimizer.weight_decay)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=False)
+    optimizer.build(model.trainable_variables)
+
+    logger = cb.RunLogger(batch, steps, paths["history"])
+    tta = cb.TimeToAccuracy(cfg.target_accuracies)
+    checkpointer = cb.Checkpointer(paths["checkpoint"], stateful=[logger, tta])
+    initial_epoch = 0
+    if state is not None:
+        if rt.is_chief:
+            ckpt.load(paths["checkpoint"], model)  # broadcast to the others at train begin
+        for c in checkpointer.stateful:
+            c.set_state(state[c.state_key])
+        initial_epoch = int(state["epochs_done"])
+        logger.write_history()  # drop rows of epochs after the checkpoint
+
+    if verbose == "auto":  # horovodrun prefixes every line: a redrawn bar cannot work
+        verbose = 1 if sys.stdout.isatty() and rt.size == 1 else 2
+    if initial_epoch < cfg.epochs:
+        train_ds = data.train_dataset(source, batch, cfg.seed, rt.rank, rt.size,
+                                      initial_epoch, cfg.epochs)
+        val_ds = data.val_dataset(source, max(1, batch // rt.size), rt.rank, rt.size)
+        model.fit(train_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps, validation_data=val_ds,
+                  callbacks=distributed.callbacks() + [logger, tta, checkpointer,
+                                                       *extra_callbacks],
+                  verbose=verbose if rt.is_chief else 0)
+
+    summary = make_summary(cfg, logger.rows, tta.reached, rt, source.num_train)
+    if rt.is_chief:
+        ckpt.atomic_write_json(paths["summary"], summary)
+    distributed.barrier()
+    return summary
+
+
+def make_summary(cfg, rows, reached, rt, num_train) -> dict:
+    """summary.json: final metrics, time, throughput, ranks and time-to-accuracy."""
+    last = rows[-1] if rows else {}
+    train_seconds = sum(r["batch_size"] * r["steps"] / r["images_per_second"]
+                        for r in rows if r.get("images_per_second"))
+    images = sum(r["batch_size"] * r["steps"] for r in rows)
+    return {
+        "name": cfg.name,
+        "epochs": len(rows),
+        "num_ranks": rt.size,
+        "threads_per_rank": rt.intra_op_threads,
+        "global_batch": cfg.batch_size,
+        "num_train_examples": num_train,
+        "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+        "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=None),
+        "total_seconds": last.get("elapsed_seconds", 0.0),
+        "train_seconds": train_seconds,
+        "images_per_second": images / train_seconds if train_seconds else None,
+        "time_to_accuracy": reached,
+    }
+
+
+# --------------------------------------------------------------------------
+# Command line.
+# --------------------------------------------------------------------------
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("config", None, "Config file: configs/<name>.py or a run's config.json.")
+    flags.DEFINE_string("run_dir", None, "Run directory (default runs/<config name>).")
+    flags.DEFINE_bool("resume", False, "Continue from the run directory's checkpoint.")
+    flags.DEFINE_bool("overwrite", False, "Replace an earlier run in the run directory.")
+    flags.DEFINE_bool("validate_only", False, "Check the config and exit.")
+    for path, hint in config_lib.leaves():
+        flags.DEFINE_string(path, None, f"Override config field {path} "
+                                        f"({getattr(hint, '__name__', hint)}).")
+    return flags.FLAGS
+
+
+def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str]:
+    """The config and run directory the flags describe (raises ConfigError)."""
+    path = FLAGS.config
+    if path is None and FLAGS.resume and FLAGS.run_dir:
+        path = os.path.join(FLAGS.run_dir, "config.json")
+    if path is None:
+        raise config_lib.ConfigError("Field `config` is required. Received: config=None")
+    cfg = config_lib.load_config(path)
+    overrides = {p: FLAGS[p].value for p, _ in config_lib.leaves() if FLAGS[p].value is not None}
+    cfg = config_lib.apply_overrides(cfg, overrides)
+    return cfg, FLAGS.run_dir or os.path.join("runs", cfg.name)
+
+
+def main(argv=None) -> int:
+    from absl import flags
+
+    FLAGS = _define_flags()
+    try:
+        FLAGS(argv if argv is not None else sys.argv)
+    except flags.Error as err:
+        print(f"lbsgd.train: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        cfg, run_dir = resolve_config(FLAGS)
+        size = int(os.environ.get("OMPI_COMM_WORLD_SIZE", os.environ.get("HOROVOD_SIZE", "1")))
+        cfg.validate_for(size)
+    except config_lib.ConfigError as err:
+        print(f"lbsgd.train: error: {err}", file=sys.stderr)
+        return 2
+    if FLAGS.validate_only:
+        print(f"lbsgd.train: config {cfg.name!r} is valid")
+        return 0
+    try:
+        summary = run(cfg, run_dir, resume=FLAGS.resume, overwrite=FLAGS.overwrite)
+    except config_lib.ConfigError as err:
+        print(f"lbsgd.train: error: {err}", file=sys.stderr)
+        return 2
+    from lbsgd import runtime
+    if runtime.current().is_chief:
+        final = summary["final"]
+        print(f"lbsgd.train: {cfg.name}: {summary['epochs']} epochs on {summary['num_ranks']} "
+              f"ranks in {summary['total_seconds']:.1f} s, val_accuracy "
+              f"{final.get('val_accuracy')}, {summary['images_per_second'] or 0:.1f} images/s; "
+              f"run directory {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
