@@ -16,6 +16,13 @@ REQ="$ROOT/launch/requirements.txt"
 STAMP="$VENV/.lbsgd-install-stamp"
 
 log() { printf '[lbsgd install] %s\n' "$*" >&2; }
+# pip, quiet, without the machine's notes about absent local package mirrors.
+pipq() {
+  local rc=0
+  "$VPY" -m pip "$@" -q --disable-pip-version-check \
+    2> >(grep -vE "is ignored: it is neither a file nor a directory" >&2) || rc=$?
+  return "$rc"
+}
 die() { printf '[lbsgd install] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # 1. Debian packages (MPI for horovod, a compiler and cmake for its build).
@@ -43,22 +50,22 @@ want="$(cat "$REQ" "$ROOT/launch/install.sh" "$ROOT/setup.cfg" "$ROOT/setup.py" 
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want" != "$have" ] || ! "$VPY" -c "import horovod.tensorflow, lbsgd" >/dev/null 2>&1; then
   log "installing the Python stack (pip caches wheels; the first horovod build takes ~3 min)"
-  "$VPY" -m pip install -q --upgrade pip
-  "$VPY" -m pip install -q -r "$REQ"
+  pipq install --upgrade pip
+  pipq install -r "$REQ"
   if ! "$VPY" -c "import horovod, sys; sys.exit(horovod.__version__ != '$HOROVOD_VERSION')" >/dev/null 2>&1 \
      || ! "$VPY" -c "import horovod.tensorflow" >/dev/null 2>&1; then
     log "building horovod $HOROVOD_VERSION (TensorFlow, MPI, Gloo)"
     HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
     HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
     MAKEFLAGS="${MAKEFLAGS:--j2}" CMAKE_POLICY_VERSION_MINIMUM=3.5 \
-      "$VPY" -m pip install -q --no-build-isolation "horovod==$HOROVOD_VERSION"
+      pipq install --no-build-isolation "horovod==$HOROVOD_VERSION"
   fi
-  "$VPY" -m pip install -q --no-build-isolation --no-deps -e "$ROOT"
+  pipq install --no-build-isolation --no-deps -e "$ROOT"
   printf '%s\n' "$want" > "$STAMP"
 fi
 
 # 4. Verify the horovod build has every part lbsgd uses.
-check="$(PATH="$VENV/bin:$PATH" "$VENV/bin/horovodrun" --check-build 2>&1)" \
+check="$(PATH="$VENV/bin:$PATH" TF_CPP_MIN_LOG_LEVEL=3 "$VENV/bin/horovodrun" --check-build 2>&1)" \
   || die "horovodrun --check-build failed:\n$check"
 for part in TensorFlow MPI Gloo; do
   grep -qE "\[X\] $part\b" <<<"$check" \

@@ -31,7 +31,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 hvd_args=(); prog=()
 while (($#)); do
   case "$1" in
-    python|python3|*/python|*/python3|-m) prog=("$@"); break ;;
+    python*|*/python*) prog=("$@"); break ;;
     *) hvd_args+=("$1"); shift ;;
   esac
 done

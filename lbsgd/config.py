@@ -18,12 +18,12 @@ import math
 import os
 import typing
 
-DATASETS = ("digits", "synthetic", "cifar10", "imagenet", "folder")
+DATASETS = ("digits", "synthetic")
 MODELS = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet50")
 OPTIMIZERS = ("sgd", "adam")
 DECAYS = ("poly", "steps", "constant")
 EXCHANGES = ("grouped", "per_tensor", "reducescatter")
-AUGMENTATIONS = ("none", "crop", "crop_flip", "inception")
+AUGMENTATIONS = ("none", "crop", "crop_flip")
 
 
 class ConfigError(ValueError):
@@ -47,8 +47,7 @@ class DataConfig:
       name: dataset; "digits" ships with scikit-learn (offline default).
       data_dir: local directory for datasets that do not ship with a package.
       image_size: side of the square training image fed to the model.
-      augment: "none", "crop" (pad-and-crop), "crop_flip", or "inception"
-        (random scale and aspect-ratio crop + flip, Codreanu et al. IV-B).
+      augment: "none", "crop" (pad-and-crop) or "crop_flip".
       num_train: examples for generated datasets ("synthetic").
       validation_fraction: held-out share for datasets without a split (digits).
       cache: keep decoded examples in RAM (the paper copies ImageNet to RAM).
@@ -69,9 +68,6 @@ class DataConfig:
         _require(self.num_train >= 1, "data.num_train", self.num_train, "must be >= 1")
         _require(0.0 < self.validation_fraction < 1.0, "data.validation_fraction",
                  self.validation_fraction, "must be in (0, 1)")
-        if self.name in ("cifar10", "imagenet", "folder"):
-            _require(bool(self.data_dir), "data.data_dir", self.data_dir,
-                     f"must name a local directory for data.name={self.name!r}")
 
 
 @dataclasses.dataclass

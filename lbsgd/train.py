@@ -57,6 +57,7 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
                                  "--resume to continue it or --overwrite to replace it."}
         elif has_ckpt and resume:
             decision = {"state": ckpt.read_state(paths["checkpoint"])}
+            ckpt.atomic_write_text(paths["config"], cfg.to_json() + "\n")
         else:
             for p in paths.values():
                 if os.path.exists(p):
@@ -146,7 +147,8 @@ def _define_flags():
 
     flags.DEFINE_string("config", None, "Config file: configs/<name>.py or a run's config.json.")
     flags.DEFINE_string("run_dir", None, "Run directory (default runs/<config name>).")
-    flags.DEFINE_bool("resume", False, "Continue from the run directory's checkpoint.")
+    flags.DEFINE_bool("resume", False, "Continue from the run directory's checkpoint, "
+                      "with the run's config.json as the base config.")
     flags.DEFINE_bool("overwrite", False, "Replace an earlier run in the run directory.")
     flags.DEFINE_bool("validate_only", False, "Check the config and exit.")
     for path, hint in config_lib.leaves():
@@ -156,16 +158,24 @@ def _define_flags():
 
 
 def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str]:
-    """The config and run directory the flags describe (raises ConfigError)."""
+    """The config and run directory the flags describe (raises ConfigError).
+
+    With --resume the run's own config.json is the base (so a resumed run is
+    the run that was started); flag overrides still apply on top of it.
+    """
+    run_dir = FLAGS.run_dir
     path = FLAGS.config
-    if path is None and FLAGS.resume and FLAGS.run_dir:
-        path = os.path.join(FLAGS.run_dir, "config.json")
+    if FLAGS.resume:
+        if run_dir is None and path is not None:
+            run_dir = os.path.join("runs", config_lib.load_config(path).name)
+        if run_dir is not None and os.path.isfile(os.path.join(run_dir, "config.json")):
+            path = os.path.join(run_dir, "config.json")
     if path is None:
         raise config_lib.ConfigError("Field `config` is required. Received: config=None")
     cfg = config_lib.load_config(path)
     overrides = {p: FLAGS[p].value for p, _ in config_lib.leaves() if FLAGS[p].value is not None}
     cfg = config_lib.apply_overrides(cfg, overrides)
-    return cfg, FLAGS.run_dir or os.path.join("runs", cfg.name)
+    return cfg, run_dir or os.path.join("runs", cfg.name)
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,77 @@
+"""Config validation: bad values fail early with one line naming the field and value."""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import LAUNCH, ROOT, launch_env
+from lbsgd import config as C
+
+
+@pytest.mark.parametrize("make, field, value", [
+    (lambda: C.TrainConfig(batch_size=-8), "batch_size", "-8"),
+    (lambda: C.TrainConfig(epochs=0), "epochs", "0"),
+    (lambda: C.DataConfig(name="imagenett"), "data.name", "'imagenett'"),
+    (lambda: C.OptimizerConfig(base_lr=-0.1), "optimizer.base_lr", "-0.1"),
+    (lambda: C.OptimizerConfig(exchange="ring"), "optimizer.exchange", "'ring'"),
+    (lambda: C.ModelConfig(bn_moving_average_fraction=1.5),
+     "model.bn_moving_average_fraction", "1.5"),
+    (lambda: C.TrainConfig.from_dict({"data": {"name": "imagenett"}}), "data.name",
+     "'imagenett'"),
+])
+def test_invalid_values_name_field_and_value(make, field, value):
+    with pytest.raises(C.ConfigError) as err:
+        make()
+    assert f"`{field}`" in str(err.value)
+    assert f"{field}={value}" in str(err.value)
+
+
+def test_batch_must_divide_over_ranks():
+    with pytest.raises(C.ConfigError, match=r"batch_size=30"):
+        C.TrainConfig(batch_size=30).validate_for(4)
+
+
+def test_overrides_parse_types_and_revalidate():
+    cfg = C.apply_overrides(C.TrainConfig(), {"optimizer.base_lr": "0.2", "epochs": "3",
+                                               "model.zero_gamma_last_bn": "false",
+                                               "schedule.step_epochs": "3,6"})
+    assert cfg.optimizer.base_lr == 0.2 and cfg.epochs == 3
+    assert cfg.model.zero_gamma_last_bn is False and cfg.schedule.step_epochs == (3, 6)
+    with pytest.raises(C.ConfigError, match=r"Field `optimizer\.base_lr` must be a float"):
+        C.apply_overrides(C.TrainConfig(), {"optimizer.base_lr": "fast"})
+    with pytest.raises(C.ConfigError, match=r"`optimizer\.lr` is not a config field"):
+        C.apply_overrides(C.TrainConfig(), {"optimizer.lr": "0.1"})
+
+
+def test_json_round_trip():
+    cfg = C.load_config(f"{ROOT}/configs/digits_resnet.py")
+    again = C.TrainConfig.from_dict(__import__("json").loads(cfg.to_json()))
+    assert again == cfg
+
+
+def _one_error_line(proc, field, value):
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("lbsgd.train: error: ")
+    assert f"{field}={value}" in lines[0]
+
+
+def test_cli_rejects_bad_value_in_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
+         "--batch_size=-64", f"--run_dir={tmp_path}/run"],
+        cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=120)
+    _one_error_line(proc, "batch_size", "-64")
+    assert not (tmp_path / "run").exists()      # nothing written
+
+
+def test_launcher_rejects_unknown_dataset_before_ranks_start(tmp_path):
+    proc = subprocess.run(
+        [LAUNCH, "-np", "2", sys.executable, "-m", "lbsgd.train", "--config",
+         "configs/digits_resnet.py", "--data.name=mnist", f"--run_dir={tmp_path}/run"],
+        cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=120)
+    _one_error_line(proc, "data.name", "'mnist'")
+    assert "[1,0]" not in proc.stdout + proc.stderr   # horovodrun never started a rank
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,42 @@
+"""Data-parallel layer under a real `horovodrun -np 2`: weights, gradients, metrics."""
+
+import json
+
+import pytest
+
+from conftest import horovodrun
+
+
+@pytest.fixture(scope="module")
+def checks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist") / "checks.json"
+    horovodrun(2, "tests/distributed/checks.py", str(out))
+    return json.loads(out.read_text())
+
+
+def test_two_ranks_ran(checks):
+    assert checks["size"] == 2
+
+
+def test_different_initialisations_end_identical(checks):
+    assert checks["initial_max_abs_diff"] > 0.1      # ranks really started apart
+    assert checks["trained_change"] > 0.01          # and really trained
+    assert checks["final_max_abs_diff"] == 0.0      # every weight, BN stats included
+
+
+@pytest.mark.parametrize("exchange", ["grouped", "per_tensor", "reducescatter"])
+def test_averaged_gradient_equals_concatenated_batch(checks, exchange):
+    assert checks[f"grad_max_abs_{exchange}"] > 1e-3
+    assert checks[f"grad_max_abs_err_{exchange}"] < 1e-6
+
+
+def test_logged_metrics_are_global(checks):
+    # rank 0: 12 train / 10 val samples all right; rank 1: 3 of 12 train right, 0 of 5 val.
+    assert checks["local_val_accuracy"] == [1.0, 0.0]
+    assert checks["local_train_accuracy"] == [1.0, 0.25]
+    assert checks["logged_val_accuracy"] == pytest.approx(10 / 15, abs=1e-6)
+    assert checks["logged_accuracy"] == pytest.approx(15 / 24, abs=1e-6)
+    # losses are sample-weighted means over both shards
+    lv, lt = checks["local_val_loss"], checks["local_train_loss"]
+    assert checks["logged_val_loss"] == pytest.approx((10 * lv[0] + 5 * lv[1]) / 15, rel=1e-5)
+    assert checks["logged_loss"] == pytest.approx((12 * lt[0] + 12 * lt[1]) / 24, rel=1e-5)
