@@ -37,6 +37,16 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
+def remove_stale_temporaries(directory: str) -> None:
+    """Deletes temporary files a killed writer left in `directory` (never complete files)."""
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        if name.startswith(".") and any(name.startswith(f".{base}.") for base in (
+                CHECKPOINT_NAME, "config.json", "history.csv", "summary.json")):
+            os.unlink(os.path.join(directory, name))
+
+
 def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

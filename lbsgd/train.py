@@ -51,6 +51,7 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
     # Rank 0 decides what happens to the run directory; every rank learns it.
     decision = None
     if rt.is_chief:
+        ckpt.remove_stale_temporaries(run_dir)
         has_ckpt = os.path.isfile(paths["checkpoint"])
         if has_ckpt and not (resume or overwrite):
             decision = {"error": f"Run directory {run_dir!r} already holds a run: pass "

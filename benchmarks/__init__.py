@@ -1,0 +1,1 @@
+"""lbsgd benchmarks: throughput and scaling measured side by side in one run."""
