@@ -140,6 +140,139 @@ class GradualWarmup(LearningRateSchedule):
                     initial_learning_rate=self.initial_learning_rate)
 
 
+@keras.saving.register_keras_serializable(package="lbsgd")
+class FinalCollapse(LearningRateSchedule):
+    """`main` until `begin_step`, then power-2 decay to 0 from where `main` left off.
+
+    Codreanu et al. V-B/VI: the last epochs of a run (3-10; 5-7% by default)
+    "collapse" the LR with a power-2 polynomial that starts from the value the
+    main schedule had reached, ending at 0 at `total_steps`.
+    """
+
+    def __init__(self, main, begin_step: int, total_steps: int, power: float = 2.0):
+        if isinstance(main, dict):
+            main = keras.saving.deserialize_keras_object(main)
+        if not isinstance(main, LearningRateSchedule):
+            raise ValueError(f"Argument `main` must be a LearningRateSchedule. Received: main={main!r}")
+        if not 0 <= begin_step < total_steps:
+            raise ValueError("Argument `begin_step` must be in [0, total_steps). "
+                             f"Received: begin_step={begin_step}, total_steps={total_steps}")
+        if power <= 0:
+            raise ValueError(f"Argument `power` must be > 0. Received: power={power}")
+        self.main = main
+        self.begin_step = int(begin_step)
+        self.total_steps = int(total_steps)
+        self.power = float(power)
+
+    def __call__(self, step):
+        s = _f(step)
+        start = ops.cast(self.main(self.begin_step), "float32")
+        progress = ops.clip((s - self.begin_step) / (self.total_steps - self.begin_step), 0.0, 1.0)
+        collapse = start * ops.power(1.0 - progress, self.power)
+        return ops.where(s < self.begin_step, ops.cast(self.main(step), "float32"), collapse)
+
+    def get_config(self):
+        return dict(main=keras.saving.serialize_keras_object(self.main),
+                    begin_step=self.begin_step, total_steps=self.total_steps, power=self.power)
+
+
+@keras.saving.register_keras_serializable(package="lbsgd")
+class CollapsedEnsemble(LearningRateSchedule):
+    """The semi-cyclic schedule of Codreanu et al. Section VI / Figure 4, in epochs.
+
+    * epochs [0, linear_end_epoch): linear decay from the peak, at the slope
+      that would reach 0 at `linear_horizon_epochs` (the paper's 90-epoch
+      linear decay; the paper gives the shape, not this slope);
+    * [linear_end_epoch, power2_end_epoch): power-2 decay from there to
+      `power2_end_fraction` x peak (the paper: epochs 30-45, ~22% of peak);
+    * then `num_cycles` cycles: `rewarmup_epochs` of linear increase to
+      `rise_factor` x the LR at the cycle's start, then `decay_epochs` of
+      power-2 decay that divides the cycle's top by `decay_divisor`. With the
+      defaults cycles end at epochs 60, 75, 90, 105, 120 and every cycle ends
+      at 3/4 of the LR it started from. The LR is held after the last cycle.
+
+    Compose with GradualWarmup for the first epochs.
+    """
+
+    def __init__(self, peak_learning_rate: float, steps_per_epoch: int,
+                 linear_end_epoch: float = 30.0, linear_horizon_epochs: float = 90.0,
+                 power2_end_epoch: float = 45.0, power2_end_fraction: float = 0.22,
+                 rewarmup_epochs: float = 3.0, rise_factor: float = 3.0,
+                 decay_epochs: float = 12.0, decay_divisor: float = 4.0, num_cycles: int = 5):
+        checks = (("peak_learning_rate", peak_learning_rate > 0),
+                  ("steps_per_epoch", steps_per_epoch >= 1),
+                  ("linear_end_epoch", 0 < linear_end_epoch < linear_horizon_epochs),
+                  ("power2_end_epoch", power2_end_epoch > linear_end_epoch),
+                  ("power2_end_fraction",
+                   0 < power2_end_fraction < 1 - linear_end_epoch / linear_horizon_epochs),
+                  ("rewarmup_epochs", rewarmup_epochs > 0), ("rise_factor", rise_factor > 0),
+                  ("decay_epochs", decay_epochs > 0), ("decay_divisor", decay_divisor > 0),
+                  ("num_cycles", num_cycles >= 0))
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"Argument `{name}` is out of range. "
+                                 f"Received: {name}={locals()[name]}")
+        self.peak_learning_rate = float(peak_learning_rate)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.linear_end_epoch = float(linear_end_epoch)
+        self.linear_horizon_epochs = float(linear_horizon_epochs)
+        self.power2_end_epoch = float(power2_end_epoch)
+        self.power2_end_fraction = float(power2_end_fraction)
+        self.rewarmup_epochs = float(rewarmup_epochs)
+        self.rise_factor = float(rise_factor)
+        self.decay_epochs = float(decay_epochs)
+        self.decay_divisor = float(decay_divisor)
+        self.num_cycles = int(num_cycles)
+
+    @property
+    def cycle_epochs(self) -> float:
+        return self.rewarmup_epochs + self.decay_epochs
+
+    def cycle_end_epochs(self) -> list[float]:
+        """Epochs at which each cycle (and so each ensemble snapshot) ends."""
+        return [self.power2_end_epoch + (k + 1) * self.cycle_epochs
+                for k in range(self.num_cycles)]
+
+    def __call__(self, step):
+        peak = self.peak_learning_rate
+        e = _f(step) / self.steps_per_epoch
+        # linear part
+        linear = peak * (1.0 - e / self.linear_horizon_epochs)
+        # power-2 part
+        lr_lin_end = peak * (1.0 - self.linear_end_epoch / self.linear_horizon_epochs)
+        low = peak * self.power2_end_fraction
+        p = ops.clip((e - self.linear_end_epoch) /
+                     (self.power2_end_epoch - self.linear_end_epoch), 0.0, 1.0)
+        power2 = low + (lr_lin_end - low) * ops.square(1.0 - p)
+        # cycles
+        ratio = self.rise_factor / self.decay_divisor  # cycle end / cycle start
+        since = ops.maximum(e - self.power2_end_epoch, 0.0)
+        k = ops.minimum(ops.floor(since / self.cycle_epochs), max(self.num_cycles - 1, 0))
+        t = ops.minimum(since - k * self.cycle_epochs, self.cycle_epochs)
+        start = low * ops.power(ratio, k)
+        top = start * self.rise_factor
+        rise = start + (top - start) * t / self.rewarmup_epochs
+        q = ops.clip((t - self.rewarmup_epochs) / self.decay_epochs, 0.0, 1.0)
+        bottom = top / self.decay_divisor
+        fall = bottom + (top - bottom) * ops.square(1.0 - q)
+        cycle = ops.where(t < self.rewarmup_epochs, rise, fall)
+        if self.num_cycles == 0:
+            cycle = low + 0.0 * e
+        return ops.where(e < self.linear_end_epoch, linear,
+                         ops.where(e < self.power2_end_epoch, power2, cycle))
+
+    def get_config(self):
+        return dict(peak_learning_rate=self.peak_learning_rate,
+                    steps_per_epoch=self.steps_per_epoch,
+                    linear_end_epoch=self.linear_end_epoch,
+                    linear_horizon_epochs=self.linear_horizon_epochs,
+                    power2_end_epoch=self.power2_end_epoch,
+                    power2_end_fraction=self.power2_end_fraction,
+                    rewarmup_epochs=self.rewarmup_epochs, rise_factor=self.rise_factor,
+                    decay_epochs=self.decay_epochs, decay_divisor=self.decay_divisor,
+                    num_cycles=self.num_cycles)
+
+
 def build_schedule(opt: OptimizerConfig, sched: ScheduleConfig, global_batch: int,
                    steps_per_epoch: int, epochs: int) -> LearningRateSchedule:
     """The schedule a config describes, in optimizer steps."""

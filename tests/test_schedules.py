@@ -64,3 +64,62 @@ def test_get_config_round_trip(schedule):
     restored = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(schedule))
     assert restored.get_config() == cfg
+
+
+# --- Codreanu et al. Section VI / Figure 4: the collapsed-ensemble schedule -----------
+
+SPE = 10  # steps per epoch; the schedule is defined in epochs
+
+
+def ens_lr(sched, epoch):
+    return lr(sched, int(round(epoch * SPE)))
+
+
+def test_collapsed_ensemble_paper_numbers():
+    peak = 1.6  # batch 4096 by the linear scaling rule
+    sched = S.CollapsedEnsemble(peak, SPE)
+    assert sched.cycle_end_epochs() == [60, 75, 90, 105, 120]
+    assert ens_lr(sched, 0) == pytest.approx(peak)
+    assert ens_lr(sched, 30) == pytest.approx(peak * (1 - 30 / 90), rel=1e-5)
+    assert ens_lr(sched, 45) == pytest.approx(0.22 * peak, rel=1e-5)   # "around 22%"
+    for start in (45, 60, 75, 90, 105):
+        c = ens_lr(sched, start)
+        top = ens_lr(sched, start + 3)
+        assert top == pytest.approx(3 * c, rel=1e-5)                    # x3 over 3 epochs
+        end = ens_lr(sched, start + 15)
+        assert end == pytest.approx(top / 4, rel=1e-5)                  # divided by 4
+    # power-2 decay: half-way through a cycle's decay, (1/2)^2 of the way from top to end
+    top = ens_lr(sched, 48)
+    assert ens_lr(sched, 54) == pytest.approx(top / 4 + (top - top / 4) * 0.25, rel=1e-5)
+    # LR at each cycle end is 3/4 of the previous one; held after epoch 120
+    ends = [ens_lr(sched, e) for e in (60, 75, 90, 105, 120)]
+    for a, b in zip(ends, ends[1:]):
+        assert b == pytest.approx(0.75 * a, rel=1e-5)
+    assert ens_lr(sched, 130) == pytest.approx(ends[-1], rel=1e-5)
+
+
+def test_collapsed_ensemble_rejects_bad_argument():
+    with pytest.raises(ValueError, match=r"power2_end_fraction=0\.9"):
+        S.CollapsedEnsemble(1.0, 10, power2_end_fraction=0.9)
+
+
+def test_final_collapse_starts_where_main_left_off():
+    main = S.PolynomialDecay(2.0, 1000)           # linear 2.0 -> 0 over 1000 steps
+    sched = S.FinalCollapse(main, begin_step=940, total_steps=1000)   # last 6%
+    left_off = 2.0 * (1 - 940 / 1000)
+    assert lr(sched, 500) == pytest.approx(1.0)
+    assert lr(sched, 940) == pytest.approx(left_off, rel=1e-5)
+    assert lr(sched, 970) == pytest.approx(left_off * 0.25, rel=1e-5)  # power 2, half-way
+    assert lr(sched, 1000) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("schedule", [
+    S.FinalCollapse(S.PolynomialDecay(2.0, 100), 90, 100),
+    S.CollapsedEnsemble(1.6, 10, num_cycles=3),
+])
+def test_collapse_schedules_round_trip(schedule):
+    cfg = schedule.get_config()
+    again = type(schedule).from_config(cfg)
+    assert again.get_config() == cfg
+    for step in (0, 50, 95, 300, 450, 700, 1000):
+        assert lr(again, step) == pytest.approx(lr(schedule, step))
