@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import time
 
 import keras
@@ -190,14 +189,15 @@ class Checkpointer(keras.callbacks.Callback):
         if runtime.current().is_chief:
             ckpt.save(self.path, self.model, self.state(epoch + 1))
 
-    def restore(self, model) -> int:
-        """Loads the checkpoint into `model` and the callbacks; returns epochs done."""
-        state = ckpt.load(self.path, model)
+    def restore(self, model, state: dict, load_variables: bool = True) -> int:
+        """Restores the callbacks from `state` (and the variables from the file).
+
+        In a job only rank 0 loads the variables; BroadcastGlobalVariables
+        hands them to the other ranks when training begins. Returns the
+        number of epochs done.
+        """
+        if load_variables:
+            ckpt.load(self.path, model)
         for cb in self.stateful:
-            if cb.state_key in state:
-                cb.set_state(state[cb.state_key])
+            cb.set_state(state[cb.state_key])
         return int(state["epochs_done"])
-
-
-def exists(path: str) -> bool:
-    return os.path.isfile(path)

@@ -91,11 +91,7 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
     checkpointer = cb.Checkpointer(paths["checkpoint"], stateful=[logger, tta])
     initial_epoch = 0
     if state is not None:
-        if rt.is_chief:
-            ckpt.load(paths["checkpoint"], model)  # broadcast to the others at train begin
-        for c in checkpointer.stateful:
-            c.set_state(state[c.state_key])
-        initial_epoch = int(state["epochs_done"])
+        initial_epoch = checkpointer.restore(model, state, load_variables=rt.is_chief)
         logger.write_history()  # drop rows of epochs after the checkpoint
 
     if verbose == "auto":  # horovodrun prefixes every line: a redrawn bar cannot work
