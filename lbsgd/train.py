@@ -175,6 +175,11 @@ def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str]:
     return cfg, run_dir or os.path.join("runs", cfg.name)
 
 
+def _error(err) -> int:
+    print(f"lbsgd.train: error: {err}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     from absl import flags
 
@@ -182,23 +187,20 @@ def main(argv=None) -> int:
     try:
         FLAGS(argv if argv is not None else sys.argv)
     except flags.Error as err:
-        print(f"lbsgd.train: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     try:
         cfg, run_dir = resolve_config(FLAGS)
         size = int(os.environ.get("OMPI_COMM_WORLD_SIZE", os.environ.get("HOROVOD_SIZE", "1")))
         cfg.validate_for(size)
     except config_lib.ConfigError as err:
-        print(f"lbsgd.train: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     if FLAGS.validate_only:
         print(f"lbsgd.train: config {cfg.name!r} is valid")
         return 0
     try:
         summary = run(cfg, run_dir, resume=FLAGS.resume, overwrite=FLAGS.overwrite)
     except config_lib.ConfigError as err:
-        print(f"lbsgd.train: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     from lbsgd import runtime
     if runtime.current().is_chief:
         final = summary["final"]

@@ -117,7 +117,6 @@ def check_metric_average(rt, out):
     hist = model.fit(x_tr, y_tr, batch_size=4, epochs=1, verbose=0,
                      validation_data=(x_va, y_va), validation_batch_size=4,
                      callbacks=distributed.callbacks())
-    out[f"local_val_accuracy_rank{rt.rank}"] = float(local["accuracy"])
     locals_ = gather(np.array([local["accuracy"], local_train["accuracy"],
                                local["loss"], local_train["loss"]]))
     out["local_val_accuracy"] = locals_[:, 0].tolist()
