@@ -20,7 +20,7 @@ from lbsgd import checkpoint as ckpt
 from lbsgd import runtime
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                   "learning_rate", "weight_decay", "batch_size", "phase",
+                   "learning_rate", "weight_decay", "augment", "batch_size", "phase", "cycle",
                    "epoch_seconds", "images_per_second", "elapsed_seconds")
 
 

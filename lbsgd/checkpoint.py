@@ -43,7 +43,8 @@ def remove_stale_temporaries(directory: str) -> None:
         return
     for name in os.listdir(directory):
         if name.startswith(".") and any(name.startswith(f".{base}.") for base in (
-                CHECKPOINT_NAME, "config.json", "history.csv", "summary.json")):
+                CHECKPOINT_NAME, "config.json", "history.csv", "summary.json",
+                "ensemble.json")):
             os.unlink(os.path.join(directory, name))
 
 
@@ -96,3 +97,32 @@ def read_state(path: str) -> dict:
     """The trainer state of a checkpoint, without touching any model."""
     with np.load(path) as z:
         return json.loads(bytes(z["state"]).decode("utf-8"))
+
+
+def save_weights(path: str, model: keras.Model, meta: dict) -> None:
+    """Saves the model's variables (no optimizer) and JSON `meta`, atomically (snapshots)."""
+    arrays = {f"model/{i}": keras.ops.convert_to_numpy(v.value)
+              for i, v in enumerate(model.variables)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_weights(path: str, model: keras.Model) -> dict:
+    """Restores variables saved by :func:`save_weights`; returns the metadata."""
+    variables = list(model.variables)
+    with np.load(path) as z:
+        count = sum(1 for k in z.files if k.startswith("model/"))
+        if count != len(variables):
+            raise ValueError(f"Snapshot {path!r} holds {count} model variables, the model has "
+                             f"{len(variables)}: was it made by another config?")
+        for i, v in enumerate(variables):
+            v.assign(z[f"model/{i}"])
+        return json.loads(bytes(z["meta"]).decode("utf-8"))
+
+
+def read_meta(path: str) -> dict:
+    """The metadata of a snapshot, without touching any model."""
+    with np.load(path) as z:
+        return json.loads(bytes(z["meta"]).decode("utf-8"))

@@ -18,12 +18,13 @@ import math
 import os
 import typing
 
-DATASETS = ("digits", "synthetic")
+DATASETS = ("digits", "synthetic", "folder", "cifar10", "imagenet2012")
 MODELS = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet50")
 OPTIMIZERS = ("sgd", "adam")
 DECAYS = ("poly", "steps", "constant")
+SCHEDULE_KINDS = ("standard", "collapsed_ensemble")
 EXCHANGES = ("grouped", "per_tensor", "reducescatter")
-AUGMENTATIONS = ("none", "crop", "crop_flip")
+AUGMENTATIONS = ("none", "crop", "scale_aspect")
 
 
 class ConfigError(ValueError):
@@ -41,22 +42,33 @@ def _one_of(field: str, value, choices) -> None:
 
 @dataclasses.dataclass
 class DataConfig:
-    """Where the examples come from and how they are fed.
+    """Where the examples come from and how they are augmented (Codreanu et al. IV, V-B).
 
     Attributes:
-      name: dataset; "digits" ships with scikit-learn (offline default).
-      data_dir: local directory for datasets that do not ship with a package.
-      image_size: side of the square training image fed to the model.
-      augment: "none", "crop" (pad-and-crop) or "crop_flip".
+      name: "digits" (ships with scikit-learn, the offline default),
+        "synthetic" (random images), "folder" (`data_dir/train/<class>/*`
+        and `data_dir/val/<class>/*` image files), "cifar10" or
+        "imagenet2012" (tensorflow-datasets, prepared under `data_dir`).
+      data_dir: local directory for "folder", "cifar10" and "imagenet2012".
+      image_size: side of the square training image fed to the model (224
+        for ImageNet).
+      augment: "none"; "crop" (random crop: pad-and-crop for in-RAM images,
+        crop of the resized image for files); or "scale_aspect" (Inception
+        random-resized crop, which the final collapse switches off, leaving
+        the random crop only).
+      flip: random left-right flip while augmentation is on.
+      min_area: smallest crop area fraction of "scale_aspect" (Inception: 0.08).
       num_train: examples for generated datasets ("synthetic").
       validation_fraction: held-out share for datasets without a split (digits).
-      cache: keep decoded examples in RAM (the paper copies ImageNet to RAM).
+      cache: keep examples in RAM (the paper copies ImageNet to RAM).
     """
 
     name: str = "digits"
     data_dir: str = ""
     image_size: int = 32
     augment: str = "none"
+    flip: bool = False
+    min_area: float = 0.08
     num_train: int = 1024
     validation_fraction: float = 0.2
     cache: bool = True
@@ -65,9 +77,13 @@ class DataConfig:
         _one_of("data.name", self.name, DATASETS)
         _one_of("data.augment", self.augment, AUGMENTATIONS)
         _require(self.image_size >= 8, "data.image_size", self.image_size, "must be >= 8")
+        _require(0.0 < self.min_area <= 1.0, "data.min_area", self.min_area, "must be in (0, 1]")
         _require(self.num_train >= 1, "data.num_train", self.num_train, "must be >= 1")
         _require(0.0 < self.validation_fraction < 1.0, "data.validation_fraction",
                  self.validation_fraction, "must be in (0, 1)")
+        if self.name in ("folder", "cifar10", "imagenet2012"):
+            _require(bool(self.data_dir), "data.data_dir", self.data_dir,
+                     f"must name a local directory for data.name={self.name!r}")
 
 
 @dataclasses.dataclass
@@ -109,6 +125,8 @@ class OptimizerConfig:
       weight_decay: Caffe-style L2 coefficient (paper: 1e-4 standard, 5e-5
         before the collapse).
       exchange: gradient exchange "grouped", "per_tensor" or "reducescatter".
+      momentum_correction: scale the SGD velocity by lr_new / lr_old when the
+        LR changes (Goyal et al., adopted by Codreanu et al. II).
     """
 
     name: str = "sgd"
@@ -118,6 +136,7 @@ class OptimizerConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-5
     exchange: str = "grouped"
+    momentum_correction: bool = True
 
     def __post_init__(self):
         _one_of("optimizer.name", self.name, OPTIMIZERS)
@@ -134,25 +153,88 @@ class OptimizerConfig:
 
 
 @dataclasses.dataclass
+class EnsembleConfig:
+    """The collapsed-ensemble cycles (Codreanu et al. VI, Figure 4), in epochs.
+
+    Defaults are the paper's 120-epoch run: linear decay to epoch 30, power-2
+    decay to ~22% of the peak at epoch 45, then 5 cycles of a 3-epoch x3
+    re-warmup and a 12-epoch power-2 decay dividing the top by 4, ending at
+    epochs 60, 75, 90, 105, 120. Each power-2 decay is a collapse (weight
+    decay doubled, scale/aspect augmentation off) and ends with a snapshot.
+    """
+
+    linear_end_epoch: float = 30.0
+    linear_horizon_epochs: float = 90.0
+    power2_end_epoch: float = 45.0
+    power2_end_fraction: float = 0.22
+    rewarmup_epochs: float = 3.0
+    rise_factor: float = 3.0
+    decay_epochs: float = 12.0
+    decay_divisor: float = 4.0
+    num_cycles: int = 5
+
+    def __post_init__(self):
+        for f in ("linear_end_epoch", "linear_horizon_epochs", "power2_end_epoch",
+                  "rewarmup_epochs", "rise_factor", "decay_epochs", "decay_divisor"):
+            _require(getattr(self, f) > 0, f"schedule.ensemble.{f}", getattr(self, f), "must be > 0")
+        _require(self.linear_end_epoch < self.linear_horizon_epochs,
+                 "schedule.ensemble.linear_end_epoch", self.linear_end_epoch,
+                 "must be < schedule.ensemble.linear_horizon_epochs")
+        _require(self.power2_end_epoch > self.linear_end_epoch,
+                 "schedule.ensemble.power2_end_epoch", self.power2_end_epoch,
+                 "must be > schedule.ensemble.linear_end_epoch")
+        _require(0 < self.power2_end_fraction < 1 - self.linear_end_epoch /
+                 self.linear_horizon_epochs, "schedule.ensemble.power2_end_fraction",
+                 self.power2_end_fraction, "must be in (0, LR fraction left at linear_end_epoch)")
+        _require(self.num_cycles >= 0, "schedule.ensemble.num_cycles", self.num_cycles,
+                 "must be >= 0")
+
+    @property
+    def end_epoch(self) -> float:
+        return self.power2_end_epoch + self.num_cycles * (self.rewarmup_epochs + self.decay_epochs)
+
+
+@dataclasses.dataclass
 class ScheduleConfig:
-    """Learning-rate schedule over the run (Codreanu et al. IV-D, Table I).
+    """Learning-rate, weight-decay and augmentation schedule (Codreanu et al. IV-D, V-B, VI).
 
     Attributes:
+      kind: "standard" (warmup, decay, optional final collapse) or
+        "collapsed_ensemble" (warmup, then the cycles of `ensemble`).
       warmup_epochs: gradual warmup from ~0 to the peak LR (paper: 5; 7-10 for
         very large batches).
       decay: "poly" (polynomial to 0 over the run), "steps" (x0.1 at
         step_epochs) or "constant".
       power: polynomial power (1 = linear, the paper's default).
       step_epochs: epochs of the x0.1 steps (the 3-step baseline: 30, 60, 80).
+      collapse_epochs: length of the final collapse (power-2 LR decay from
+        where the main schedule left off, weight decay `collapse_weight_decay`,
+        scale/aspect augmentation off); 0 = no collapse. A value in (0, 1) is
+        a fraction of the run (paper: 5-7%, typically 4-7 epochs).
+      collapse_weight_decay: weight decay in collapse phases (0 = twice the
+        main value, the paper's 5e-5 -> 1e-4).
+      weight_decay_epochs: epochs at which the main-phase weight decay steps
+        up (the 64K run's multi-step increase, Figure 3) ...
+      weight_decay_values: ... to these values (same length).
+      ensemble: cycle shape for kind="collapsed_ensemble".
     """
 
+    kind: str = "standard"
     warmup_epochs: float = 5.0
     decay: str = "poly"
     power: float = 1.0
     step_epochs: tuple = (30, 60, 80)
+    collapse_epochs: float = 0.0
+    collapse_weight_decay: float = 0.0
+    weight_decay_epochs: tuple = ()
+    weight_decay_values: tuple = ()
+    ensemble: EnsembleConfig = dataclasses.field(default_factory=EnsembleConfig)
 
     def __post_init__(self):
         self.step_epochs = tuple(self.step_epochs)
+        self.weight_decay_epochs = tuple(self.weight_decay_epochs)
+        self.weight_decay_values = tuple(float(v) for v in self.weight_decay_values)
+        _one_of("schedule.kind", self.kind, SCHEDULE_KINDS)
         _require(self.warmup_epochs >= 0, "schedule.warmup_epochs", self.warmup_epochs,
                  "must be >= 0")
         _one_of("schedule.decay", self.decay, DECAYS)
@@ -161,6 +243,30 @@ class ScheduleConfig:
                  list(self.step_epochs) == sorted(self.step_epochs),
                  "schedule.step_epochs", self.step_epochs,
                  "must be increasing positive epochs")
+        _require(self.collapse_epochs >= 0, "schedule.collapse_epochs", self.collapse_epochs,
+                 "must be >= 0")
+        _require(self.collapse_weight_decay >= 0, "schedule.collapse_weight_decay",
+                 self.collapse_weight_decay, "must be >= 0")
+        _require(all(e > 0 for e in self.weight_decay_epochs) and
+                 list(self.weight_decay_epochs) == sorted(set(self.weight_decay_epochs)),
+                 "schedule.weight_decay_epochs", self.weight_decay_epochs,
+                 "must be increasing positive epochs")
+        _require(len(self.weight_decay_values) == len(self.weight_decay_epochs) and
+                 all(v >= 0 for v in self.weight_decay_values), "schedule.weight_decay_values",
+                 self.weight_decay_values,
+                 "must hold one value >= 0 per entry of schedule.weight_decay_epochs")
+        if isinstance(self.ensemble, dict):
+            self.ensemble = EnsembleConfig(**self.ensemble)
+        _require(isinstance(self.ensemble, EnsembleConfig), "schedule.ensemble", self.ensemble,
+                 "must be an EnsembleConfig")
+
+    def collapse_epochs_for(self, epochs: int) -> int:
+        """Whole epochs of the final collapse in a run of `epochs` epochs."""
+        if self.collapse_epochs <= 0:
+            return 0
+        if self.collapse_epochs < 1:
+            return max(1, int(round(self.collapse_epochs * epochs)))
+        return int(round(self.collapse_epochs))
 
 
 @dataclasses.dataclass
@@ -199,6 +305,17 @@ class TrainConfig:
                            ("optimizer", OptimizerConfig), ("schedule", ScheduleConfig)):
             _require(isinstance(getattr(self, field), cls), field,
                      getattr(self, field), f"must be a {cls.__name__}")
+        if self.schedule.kind == "standard":
+            c = self.schedule.collapse_epochs_for(self.epochs)
+            _require(c < self.epochs, "schedule.collapse_epochs", self.schedule.collapse_epochs,
+                     f"must leave main-phase epochs in a {self.epochs}-epoch run")
+            _require(all(e < self.epochs for e in self.schedule.weight_decay_epochs),
+                     "schedule.weight_decay_epochs", self.schedule.weight_decay_epochs,
+                     f"must be < epochs={self.epochs}")
+        else:
+            _require(self.epochs >= self.schedule.ensemble.power2_end_epoch, "epochs",
+                     self.epochs, "must reach schedule.ensemble.power2_end_epoch="
+                     f"{self.schedule.ensemble.power2_end_epoch:g} for a collapsed ensemble")
 
     def validate_for(self, num_ranks: int) -> None:
         """Checks what depends on the job size."""
@@ -227,6 +344,9 @@ def _build(cls, d: dict, prefix: str):
             raise ConfigError(f"Field `{path}` is not a config field. Received: {path}={value!r}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
+            if isinstance(value, hint):
+                kwargs[key] = value
+                continue
             _require(isinstance(value, dict), path, value, "must be a mapping")
             value = _build(hint, value, f"{path}.")
         kwargs[key] = value

@@ -1,15 +1,21 @@
 """Per-rank input pipelines whose data order is a pure function of (seed, epoch).
 
-Serves Codreanu et al. Section IV-A/B (data-parallel minibatches split evenly
-over workers, dataset held in RAM) and Lee et al. Section IV-A (each worker
-takes B/P samples of the global batch B). Because the epoch's permutation is
-derived from (seed, epoch) only, a resumed run sees exactly the batches an
-uninterrupted run would, and the global batch size can change between epochs.
+Serves Codreanu et al. Sections IV-A/B and V-B (data-parallel minibatches
+split evenly over workers, dataset held in RAM, Inception-style scale and
+aspect-ratio augmentation that the final collapse switches off while the
+random crop stays, evaluation on a 224 centre crop of the 256-resized image)
+and Lee et al. Section IV-A (each worker takes B/P samples of the global
+batch B). Because the epoch's permutation and every example's augmentation
+are derived from (seed, epoch, index) only, a resumed run sees exactly the
+batches an uninterrupted run would, and the global batch can change between
+epochs.
 
 Sources:
   * "digits": scikit-learn's 8x8 handwritten digits (ships with the package,
     no download), upscaled to `image_size` - the offline default.
   * "synthetic": random images and labels, for benchmarks and smoke tests.
+  * "folder": `data_dir/{train,val}/<class>/<image>` files (JPEG/PNG/...).
+  * "cifar10", "imagenet2012": tensorflow-datasets, prepared under `data_dir`.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from lbsgd.config import DataConfig
+from lbsgd.config import ConfigError, DataConfig
+
+EVAL_RESIZE_RATIO = 256 / 224  # evaluate on a 224 centre crop of the 256-resized image
 
 
 @dataclasses.dataclass
@@ -31,7 +39,9 @@ class Source:
       train_items, val_items: tensors (or tuples of tensors) whose first axis
         indexes examples (images in RAM, or file paths).
       train_labels, val_labels: int labels, same first axis.
-      decode: maps (item, training: bool, seed) -> float image in [0, 1].
+      decode: maps (item, training: bool, seed, augment_on) -> float image;
+        `augment_on` (a bool tensor, see AugmentSwitch) gates scale/aspect
+        augmentation.
       input_shape: shape of one decoded image.
       num_classes: number of labels.
     """
@@ -54,17 +64,113 @@ class Source:
         return int(len(self.val_labels))
 
 
-def _in_ram_decode(augment: str, image_size: int):
-    def decode(image, training, seed):
-        image = tf.cast(image, tf.float32)
-        if training and augment in ("crop", "crop_flip"):
-            pad = max(1, image_size // 8)
-            image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-            image = tf.image.stateless_random_crop(
-                image, [image_size, image_size, image.shape[-1]], seed=seed)
-            if augment == "crop_flip":
-                image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+class AugmentSwitch:
+    """Per-epoch on/off switch for scale/aspect augmentation, read by the pipeline at run time.
+
+    Holds one bool per epoch in a variable that the input pipeline reads when
+    it produces that epoch's examples, so a callback (the final collapse)
+    turns augmentation off without rebuilding the pipeline, and a resumed run
+    reads the same values. The pipeline prefetches, so set an epoch's value
+    before the epoch before it ends (RecipePhases writes the whole plan at
+    train begin).
+    """
+
+    def __init__(self, num_epochs: int, on: bool = True):
+        if num_epochs < 1:
+            raise ValueError(f"Argument `num_epochs` must be >= 1. Received: num_epochs={num_epochs}")
+        self.num_epochs = int(num_epochs)
+        self.variable = tf.Variable(tf.fill([self.num_epochs], bool(on)), trainable=False,
+                                    name="augment_switch")
+
+    def set(self, first_epoch: int, on: bool, last_epoch: int | None = None) -> None:
+        """Sets epochs [first_epoch, last_epoch) (default: to the end) on or off."""
+        values = self.variable.numpy()
+        values[first_epoch:last_epoch] = bool(on)
+        self.variable.assign(values)
+
+    def is_on(self, epoch):
+        """The switch for `epoch` (a tensor), clipped to the table's range."""
+        e = tf.clip_by_value(tf.cast(epoch, tf.int32), 0, self.num_epochs - 1)
+        return tf.gather(self.variable, e)
+
+    def values(self) -> list[bool]:
+        return [bool(v) for v in self.variable.numpy()]
+
+
+def _flip(image, seed, enabled):
+    if not enabled:
         return image
+    return tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+
+
+def random_resized_crop(image, size: int, seed, min_area: float = 0.08):
+    """Inception scale and aspect-ratio augmentation: a random box of area
+    [min_area, 1] and aspect ratio [3/4, 4/3] of the image, resized to size x size."""
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image), tf.zeros([1, 0, 4], tf.float32), seed=seed,
+        min_object_covered=min_area, aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(min_area, 1.0), max_attempts=10, use_image_if_no_bounding_boxes=True)
+    crop = tf.slice(image, begin, extent)
+    return tf.image.resize(crop, [size, size], method="bilinear", antialias=True)
+
+
+def resize_shorter_side(image, side: int):
+    """Resizes so the shorter side is `side`, keeping the aspect ratio."""
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = side / tf.reduce_min(hw)
+    new = tf.cast(tf.round(hw * scale), tf.int32)
+    return tf.image.resize(image, tf.maximum(new, side), method="bilinear", antialias=True)
+
+
+def _array_decode(cfg: DataConfig):
+    """Images already in RAM at `image_size` (digits, synthetic): pad-and-crop style."""
+    size, pad = cfg.image_size, max(1, cfg.image_size // 8)
+
+    def crop(image, seed):
+        image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        return tf.image.stateless_random_crop(image, [size, size, image.shape[-1]], seed=seed)
+
+    def decode(image, training, seed, augment_on=True):
+        image = tf.cast(image, tf.float32)
+        if not training or cfg.augment == "none":
+            return image
+        if cfg.augment == "crop":
+            return _flip(crop(image, seed), seed, cfg.flip)
+        on = tf.convert_to_tensor(augment_on)
+        return tf.cond(on,
+                       lambda: _flip(random_resized_crop(image, size, seed, cfg.min_area),
+                                     seed, cfg.flip),
+                       lambda: crop(image, seed))
+    return decode
+
+
+def _file_decode(cfg: DataConfig, in_ram: bool):
+    """Encoded image files (folder, ImageNet): ImageNet style crops and evaluation."""
+    size = cfg.image_size
+    resize = int(round(size * EVAL_RESIZE_RATIO))
+
+    def crop(image, seed):
+        image = resize_shorter_side(image, resize)
+        return tf.image.stateless_random_crop(image, [size, size, 3], seed=seed)
+
+    def decode(item, training, seed, augment_on=True):
+        data = item if in_ram else tf.io.read_file(item)
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.cast(image, tf.float32) / 255.0
+        image.set_shape([None, None, 3])
+        if not training or cfg.augment == "none":
+            image = resize_shorter_side(image, resize)
+            hw = tf.shape(image)[:2]
+            top, left = (hw[0] - size) // 2, (hw[1] - size) // 2
+            return tf.ensure_shape(image[top:top + size, left:left + size, :], [size, size, 3])
+        if cfg.augment == "crop":
+            return _flip(crop(image, seed), seed, cfg.flip)
+        on = tf.convert_to_tensor(augment_on)
+        out = tf.cond(on,
+                      lambda: _flip(random_resized_crop(image, size, seed, cfg.min_area),
+                                    seed, cfg.flip),
+                      lambda: crop(image, seed))
+        return tf.ensure_shape(out, [size, size, 3])
     return decode
 
 
@@ -81,7 +187,7 @@ def _digits(cfg: DataConfig, seed: int) -> Source:
     val, train = order[:n_val], order[n_val:]
     return Source("digits", images[train], labels[train], images[val], labels[val],
                   (cfg.image_size, cfg.image_size, 1), 10,
-                  _in_ram_decode(cfg.augment, cfg.image_size))
+                  _array_decode(cfg))
 
 
 def _synthetic(cfg: DataConfig, seed: int, num_classes: int = 10) -> Source:
@@ -91,11 +197,111 @@ def _synthetic(cfg: DataConfig, seed: int, num_classes: int = 10) -> Source:
     x = rng.random((cfg.num_train + n_val,) + shape, dtype=np.float32)
     y = rng.integers(0, num_classes, cfg.num_train + n_val).astype(np.int32)
     return Source("synthetic", x[:cfg.num_train], y[:cfg.num_train], x[cfg.num_train:],
-                  y[cfg.num_train:], shape, num_classes,
-                  _in_ram_decode(cfg.augment, cfg.image_size))
+                  y[cfg.num_train:], shape, num_classes, _array_decode(cfg))
 
 
-_SOURCES = {"digits": _digits, "synthetic": _synthetic}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def _list_folder(split_dir: str, classes=None):
+    import os
+    if classes is None:
+        classes = sorted(d for d in os.listdir(split_dir)
+                         if os.path.isdir(os.path.join(split_dir, d)))
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        class_dir = os.path.join(split_dir, name)
+        if not os.path.isdir(class_dir):
+            continue
+        for f in sorted(os.listdir(class_dir)):
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                paths.append(os.path.join(class_dir, f))
+                labels.append(label)
+    return classes, paths, np.array(labels, dtype=np.int32)
+
+
+def _read_all(paths) -> np.ndarray:
+    out = np.empty(len(paths), dtype=object)
+    for i, p in enumerate(paths):
+        with open(p, "rb") as f:
+            out[i] = f.read()
+    return out
+
+
+def _folder(cfg: DataConfig, seed: int) -> Source:
+    import os
+    train_dir = os.path.join(cfg.data_dir, "train")
+    val_dir = next((os.path.join(cfg.data_dir, d) for d in ("val", "validation")
+                    if os.path.isdir(os.path.join(cfg.data_dir, d))), None)
+    if not os.path.isdir(train_dir) or val_dir is None:
+        raise ConfigError("Field `data.data_dir` must hold train/<class>/ and val/<class>/ "
+                          f"image folders. Received: data.data_dir={cfg.data_dir!r}")
+    classes, train_paths, train_labels = _list_folder(train_dir)
+    _, val_paths, val_labels = _list_folder(val_dir, classes)
+    if not train_paths or not val_paths:
+        raise ConfigError("Field `data.data_dir` has no images under train/<class>/ or "
+                          f"val/<class>/. Received: data.data_dir={cfg.data_dir!r}")
+    if cfg.cache:  # encoded bytes in RAM, as the paper copies ImageNet to RAM
+        train_items, val_items = _read_all(train_paths), _read_all(val_paths)
+    else:
+        train_items, val_items = np.array(train_paths), np.array(val_paths)
+    return Source("folder", train_items, train_labels, val_items, val_labels,
+                  (cfg.image_size, cfg.image_size, 3), len(classes),
+                  _file_decode(cfg, in_ram=cfg.cache))
+
+
+def _tfds_builder(name: str, cfg: DataConfig):
+    import tensorflow_datasets as tfds
+    builder = tfds.builder(name, data_dir=cfg.data_dir)
+    if not builder.is_prepared():
+        raise ConfigError(f"Field `data.data_dir` must hold a prepared tensorflow-datasets "
+                          f"{name} (lbsgd never downloads: prepare it there first). "
+                          f"Received: data.data_dir={cfg.data_dir!r}")
+    return builder
+
+
+def _cifar10(cfg: DataConfig, seed: int) -> Source:
+    import tensorflow_datasets as tfds
+    builder = _tfds_builder("cifar10", cfg)
+
+    def split(name):
+        d = tfds.as_numpy(builder.as_dataset(split=name, batch_size=-1))
+        images = d["image"].astype(np.float32) / 255.0
+        if cfg.image_size != images.shape[1]:
+            images = tf.image.resize(images, [cfg.image_size] * 2).numpy()
+        return images, d["label"].astype(np.int32)
+    (xt, yt), (xv, yv) = split("train"), split("test")
+    return Source("cifar10", xt, yt, xv, yv, (cfg.image_size, cfg.image_size, 3), 10,
+                  _array_decode(cfg))
+
+
+def _imagenet2012(cfg: DataConfig, seed: int) -> Source:
+    import tensorflow_datasets as tfds
+    if not cfg.cache:
+        raise ConfigError("Field `data.cache` must be true for imagenet2012 (examples are "
+                          "addressed by index in RAM). Received: data.cache=False")
+    builder = _tfds_builder("imagenet2012", cfg)
+
+    def split(name):
+        ds = builder.as_dataset(split=name, shuffle_files=False,
+                                decoders={"image": tfds.decode.SkipDecoding()})
+        items, labels = [], []
+        for ex in ds.as_numpy_iterator():
+            items.append(ex["image"])
+            labels.append(ex["label"])
+        arr = np.empty(len(items), dtype=object)
+        arr[:] = items
+        return arr, np.array(labels, dtype=np.int32)
+    train_items, train_labels = split("train")
+    val_items, val_labels = split("validation")
+    return Source("imagenet2012", train_items, train_labels, val_items, val_labels,
+                  (cfg.image_size, cfg.image_size, 3),
+                  builder.info.features["label"].num_classes,
+                  _file_decode(cfg, in_ram=True))
+
+
+_SOURCES = {"digits": _digits, "synthetic": _synthetic, "folder": _folder,
+            "cifar10": _cifar10, "imagenet2012": _imagenet2012}
 
 
 def load_source(cfg: DataConfig, seed: int = 0) -> Source:
@@ -133,11 +339,13 @@ def epoch_indices(num_train: int, seed: int, epoch, global_batch: int, rank: int
 
 
 def train_dataset(source: Source, global_batch: int, seed: int, rank: int, size: int,
-                  first_epoch: int, last_epoch: int) -> tf.data.Dataset:
+                  first_epoch: int, last_epoch: int,
+                  augment_switch: AugmentSwitch | None = None) -> tf.data.Dataset:
     """Local batches for epochs [first_epoch, last_epoch), as one continuous stream.
 
     Yields exactly steps_per_epoch(...) batches of global_batch/size examples
     per epoch, so it suits `model.fit(steps_per_epoch=..., initial_epoch=...)`.
+    `augment_switch` gates scale/aspect augmentation per epoch (default on).
     """
     if global_batch % size:
         raise ValueError(f"Argument `global_batch` must divide evenly over {size} ranks. "
@@ -156,7 +364,8 @@ def train_dataset(source: Source, global_batch: int, seed: int, rank: int, size:
             y = tf.gather(train_labels, i)
             ex_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64),
                                 tf.cast(i, tf.int64)])
-            return decode(x, True, tf.cast(ex_seed, tf.int32)), y
+            on = augment_switch.is_on(epoch) if augment_switch is not None else True
+            return decode(x, True, tf.cast(ex_seed, tf.int32), on), y
         return positions.map(example, num_parallel_calls=tf.data.AUTOTUNE,
                              deterministic=True)
 

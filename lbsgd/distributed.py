@@ -102,11 +102,18 @@ class _DistributedMixin:
     decay goes through momentum and is scaled by the learning rate. The decay
     coefficient lives in a variable: a callback can change it mid-training
     without retracing the train step.
+
+    With momentum correction (Goyal et al. 2.x, used by Codreanu et al.), the
+    SGD velocity v (Keras: v <- m v - lr g) is scaled by lr_t / lr_{t-1}
+    before each update, which makes the update that of u <- m u + g,
+    w <- w - lr u even while the LR changes (warmup, cycles).
     """
 
     _lbsgd_exchange = "grouped"
+    _lbsgd_momentum_correction = False
 
-    def _lbsgd_setup(self, exchange: str, weight_decay: float, decay_filter):
+    def _lbsgd_setup(self, exchange: str, weight_decay: float, decay_filter,
+                     momentum_correction: bool = False):
         if exchange not in GRADIENT_EXCHANGES:
             raise ValueError(f"Argument `exchange` must be one of {GRADIENT_EXCHANGES}. "
                              f"Received: exchange={exchange!r}")
@@ -119,6 +126,12 @@ class _DistributedMixin:
             self.l2_weight_decay = keras.Variable(
                 float(weight_decay), dtype="float32", trainable=False,
                 name="l2_weight_decay")
+        self._lbsgd_momentum_correction = bool(momentum_correction) and bool(
+            getattr(self, "momentum", 0.0))
+        if self._lbsgd_momentum_correction:
+            with keras.name_scope("lbsgd"):
+                self.previous_learning_rate = keras.Variable(
+                    0.0, dtype="float32", trainable=False, name="previous_learning_rate")
 
     def apply(self, grads, trainable_variables=None):
         grads = average_gradients(list(grads), self._lbsgd_exchange)
@@ -128,7 +141,19 @@ class _DistributedMixin:
         grads = [g if g is None or not self._lbsgd_decay_filter(v)
                  else g + tf.cast(wd, g.dtype) * tf.cast(v, g.dtype)
                  for g, v in zip(grads, variables)]
+        if self._lbsgd_momentum_correction:
+            self._lbsgd_correct_momentum(variables)
         return super().apply(grads, trainable_variables)
+
+    def _lbsgd_correct_momentum(self, variables):
+        if not self.built:
+            self.build(variables)
+        lr = tf.cast(self._get_current_learning_rate(), tf.float32)
+        prev = tf.convert_to_tensor(self.previous_learning_rate)
+        ratio = tf.where(prev > 0, lr / tf.where(prev > 0, prev, 1.0), 1.0)
+        for m in getattr(self, "momentums", []):
+            m.assign(m * tf.cast(ratio, m.dtype))
+        self.previous_learning_rate.assign(lr)
 
     @property
     def gradient_exchange(self) -> str:
@@ -143,7 +168,8 @@ def default_decay_filter(variable) -> bool:
 def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
                          exchange: str = "grouped",
                          weight_decay: float = 0.0,
-                         decay_filter=None) -> keras.optimizers.Optimizer:
+                         decay_filter=None,
+                         momentum_correction: bool = False) -> keras.optimizers.Optimizer:
     """Wraps a Keras 3 optimizer so its updates use gradients averaged over all ranks.
 
     Works for any Keras 3 optimizer: returns an instance of a subclass of the
@@ -156,6 +182,8 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
       weight_decay: Caffe-style L2 coefficient added to the averaged gradient.
       decay_filter: callable(variable) -> bool selecting decayed variables
         (default: tensors of rank > 1, i.e. kernels).
+      momentum_correction: scale the velocity by lr_t / lr_{t-1} (for
+        optimizers with a `momentum` > 0, i.e. SGD; ignored otherwise).
     """
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         raise TypeError("Argument `optimizer` must be a keras.optimizers.Optimizer. "
@@ -168,7 +196,7 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
         base = next(c for c in base.__mro__[1:] if not issubclass(c, _DistributedMixin))
     cls = type(f"Distributed{base.__name__}", (_DistributedMixin, base), {})
     wrapped = cls.from_config(optimizer.get_config())
-    wrapped._lbsgd_setup(exchange, weight_decay, decay_filter)
+    wrapped._lbsgd_setup(exchange, weight_decay, decay_filter, momentum_correction)
     return wrapped
 
 

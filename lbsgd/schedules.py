@@ -1,8 +1,10 @@
-"""Learning-rate schedules as pure functions of the optimizer step (Codreanu et al. IV-D).
+"""Learning-rate schedules as pure functions of the optimizer step (Codreanu et al. IV-D, V-B, VI).
 
 Linear scaling rule, gradual warmup (Goyal et al.) that wraps any schedule,
-polynomial decay to 0 over the run (power 1 is the paper's default) and the
-3-step x0.1 decay it replaced (Table I). Every schedule is a serialisable
+polynomial decay to 0 over the run (power 1 is the paper's default), the
+3-step x0.1 decay it replaced (Table I), the final collapse (power-2 decay
+from where the main schedule left off, V-B) and the semi-cyclic
+collapsed-ensemble schedule (Section VI, Figure 4). Every schedule is a serialisable
 `keras.optimizers.schedules.LearningRateSchedule`: `__call__(step) -> lr`,
 each constructor argument returned by `get_config()` under its own name, and
 nested schedules serialised with `keras.saving.serialize_keras_object`, so a
@@ -275,14 +277,32 @@ class CollapsedEnsemble(LearningRateSchedule):
 
 def build_schedule(opt: OptimizerConfig, sched: ScheduleConfig, global_batch: int,
                    steps_per_epoch: int, epochs: int) -> LearningRateSchedule:
-    """The schedule a config describes, in optimizer steps."""
+    """The LR schedule a config describes, in optimizer steps.
+
+    kind="standard": warmup, then poly/steps/constant decay over the run, and
+    a FinalCollapse over the last `collapse_epochs` when set.
+    kind="collapsed_ensemble": warmup, then CollapsedEnsemble (Figure 4).
+    """
     peak = linear_scaling(opt.base_lr, global_batch, opt.reference_batch, opt.max_lr)
     total = steps_per_epoch * epochs
     warmup = min(int(round(sched.warmup_epochs * steps_per_epoch)), total)
+    if sched.kind == "collapsed_ensemble":
+        e = sched.ensemble
+        main = CollapsedEnsemble(
+            peak, steps_per_epoch, linear_end_epoch=e.linear_end_epoch,
+            linear_horizon_epochs=e.linear_horizon_epochs, power2_end_epoch=e.power2_end_epoch,
+            power2_end_fraction=e.power2_end_fraction, rewarmup_epochs=e.rewarmup_epochs,
+            rise_factor=e.rise_factor, decay_epochs=e.decay_epochs,
+            decay_divisor=e.decay_divisor, num_cycles=e.num_cycles)
+        return GradualWarmup(main, warmup) if warmup else main
     if sched.decay == "poly":
         main = PolynomialDecay(peak, max(1, total - warmup), sched.power, begin_step=warmup)
     elif sched.decay == "steps":
         main = StepDecay(peak, [int(e * steps_per_epoch) for e in sched.step_epochs])
     else:
         main = ConstantLR(peak)
-    return GradualWarmup(main, warmup) if warmup else main
+    schedule = GradualWarmup(main, warmup) if warmup else main
+    collapse = sched.collapse_epochs_for(epochs)
+    if collapse:
+        schedule = FinalCollapse(schedule, (epochs - collapse) * steps_per_epoch, total)
+    return schedule

@@ -9,6 +9,8 @@ A run directory holds:
   history.csv   one row per epoch (metrics, LR, weight decay, batch, phase, time)
   checkpoint.npz  exact-resume checkpoint, rewritten atomically every epoch
   summary.json  final metrics, wall time, images/s, ranks, time-to-accuracy
+  snapshots/    weights at the end of each collapse (+ index.json)
+  ensemble.json snapshots' and their softmax-averaged ensemble's accuracy
 
 Any config leaf is a flag: `--epochs=4 --optimizer.base_lr=0.2`.
 """
@@ -40,13 +42,15 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
 
     from lbsgd import callbacks as cb
     from lbsgd import checkpoint as ckpt
-    from lbsgd import data, distributed, models, runtime, schedules
+    from lbsgd import data, distributed, ensemble, models, recipe, runtime, schedules
 
     rt = runtime.init()
     cfg.validate_for(rt.size)
     paths = {k: os.path.join(run_dir, f) for k, f in (
         ("config", "config.json"), ("history", "history.csv"),
-        ("checkpoint", ckpt.CHECKPOINT_NAME), ("summary", "summary.json"))}
+        ("checkpoint", ckpt.CHECKPOINT_NAME), ("summary", "summary.json"),
+        ("ensemble", ensemble.ENSEMBLE_NAME))}
+    snapshot_dir = os.path.join(run_dir, recipe.SNAPSHOT_DIR)
 
     # Rank 0 decides what happens to the run directory; every rank learns it.
     decision = None
@@ -63,6 +67,9 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
             for p in paths.values():
                 if os.path.exists(p):
                     os.unlink(p)
+            if os.path.isdir(snapshot_dir):
+                for name in os.listdir(snapshot_dir):
+                    os.unlink(os.path.join(snapshot_dir, name))
             decision = {"state": None}
             ckpt.atomic_write_text(paths["config"], cfg.to_json() + "\n")
     decision = distributed.broadcast_object(decision, name="lbsgd.run_dir")
@@ -76,19 +83,24 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
     steps = data.steps_per_epoch(source.num_train, batch)
     model = models.build_model(cfg.model, source.input_shape, source.num_classes)
     schedule = schedules.build_schedule(cfg.optimizer, cfg.schedule, batch, steps, cfg.epochs)
+    plan = recipe.build_plan(cfg)
     if cfg.optimizer.name == "sgd":
         base_opt = keras.optimizers.SGD(schedule, momentum=cfg.optimizer.momentum)
     else:
         base_opt = keras.optimizers.Adam(schedule)
     optimizer = distributed.DistributedOptimizer(
-        base_opt, exchange=cfg.optimizer.exchange, weight_decay=cfg.optimizer.weight_decay)
+        base_opt, exchange=cfg.optimizer.exchange, weight_decay=plan[0].weight_decay,
+        momentum_correction=cfg.optimizer.momentum_correction)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=False)
     optimizer.build(model.trainable_variables)
 
+    switch = data.AugmentSwitch(cfg.epochs)
+    phases = recipe.RecipePhases(plan, switch)
+    snapshots = recipe.Snapshots.from_plan(snapshot_dir, plan)
     logger = cb.RunLogger(batch, steps, paths["history"])
     tta = cb.TimeToAccuracy(cfg.target_accuracies)
-    checkpointer = cb.Checkpointer(paths["checkpoint"], stateful=[logger, tta])
+    checkpointer = cb.Checkpointer(paths["checkpoint"], stateful=[logger, tta, snapshots])
     initial_epoch = 0
     if state is not None:
         initial_epoch = checkpointer.restore(model, state, load_variables=rt.is_chief)
@@ -96,17 +108,28 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
 
     if verbose == "auto":  # horovodrun prefixes every line: a redrawn bar cannot work
         verbose = 1 if sys.stdout.isatty() and rt.size == 1 else 2
+    evaluation = None
     if initial_epoch < cfg.epochs:
         train_ds = data.train_dataset(source, batch, cfg.seed, rt.rank, rt.size,
-                                      initial_epoch, cfg.epochs)
+                                      initial_epoch, cfg.epochs, augment_switch=switch)
         val_ds = data.val_dataset(source, max(1, batch // rt.size), rt.rank, rt.size)
+        evaluation = ensemble.EnsembleEvaluation(snapshots, val_ds, paths["ensemble"],
+                                                 min_snapshots=2)
         model.fit(train_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=steps, validation_data=val_ds,
-                  callbacks=distributed.callbacks() + [logger, tta, checkpointer,
-                                                       *extra_callbacks],
+                  callbacks=distributed.callbacks() + [
+                      phases, snapshots, logger, tta, checkpointer, evaluation,
+                      *extra_callbacks],
                   verbose=verbose if rt.is_chief else 0)
 
     summary = make_summary(cfg, logger.rows, tta.reached, rt, source.num_train)
+    summary["snapshots"] = [s["epoch"] for s in snapshots.snapshots]
+    if evaluation is not None and evaluation.result is not None:
+        summary["ensemble"] = {
+            "top1": evaluation.result["ensemble"]["top1"],
+            "top5": evaluation.result["ensemble"]["top5"],
+            "snapshot_top1": {str(r["epoch"]): r["top1"]
+                              for r in evaluation.result["snapshots"]}}
     if rt.is_chief:
         ckpt.atomic_write_json(paths["summary"], summary)
     distributed.barrier()

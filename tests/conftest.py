@@ -1,6 +1,7 @@
 """Shared helpers: run lbsgd under horovodrun exactly as a user would."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -28,6 +29,59 @@ def horovodrun(np_, *program, timeout=900, check=True, **kwargs):
     return proc
 
 
+def session_pids(sid):
+    """Live (non-zombie) processes of session `sid`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) != sid:
+                    continue
+                with open(f"/proc/{entry}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        pids.append(int(entry))
+            except (ProcessLookupError, PermissionError, FileNotFoundError):
+                pass
+    return pids
+
+
+def kill_session(sid):
+    """SIGKILL horovodrun, mpirun and every rank (all share the launcher's session)."""
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture(scope="session")
 def root():
     return ROOT
+
+
+def kill_after_checkpoint(program, run_dir, min_epochs, timeout=600):
+    """Starts `launch/run.sh -np 2 python program...`, SIGKILLs every process once the
+    run's checkpoint holds >= min_epochs epochs; returns the epochs it holds."""
+    import time
+
+    from lbsgd import checkpoint as ckpt
+
+    cmd = [LAUNCH, "-np", "2", sys.executable, *program]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=launch_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    path = os.path.join(run_dir, ckpt.CHECKPOINT_NAME)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if os.path.isfile(path) and ckpt.read_state(path)["epochs_done"] >= min_epochs:
+                break
+            time.sleep(0.05)
+    finally:
+        kill_session(proc.pid)
+        proc.wait(timeout=60)
+    for _ in range(100):  # SIGKILL is delivered asynchronously
+        if not session_pids(proc.pid):
+            break
+        time.sleep(0.1)
+    assert not session_pids(proc.pid), "processes survived SIGKILL"
+    return ckpt.read_state(path)["epochs_done"]

@@ -3,15 +3,11 @@
 import csv
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import LAUNCH, ROOT, horovodrun, launch_env
+from conftest import horovodrun, kill_after_checkpoint
 from lbsgd import checkpoint as ckpt
 
 TRAIN = ("-m", "lbsgd.train", "--config", "configs/digits_resnet.py")
@@ -28,31 +24,6 @@ def checkpoint_arrays(run_dir):
         return {k: z[k] for k in z.files if k != "state"}
 
 
-def session_pids(sid):
-    """Live (non-zombie) processes of session `sid`."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getsid(int(entry)) != sid:
-                    continue
-                with open(f"/proc/{entry}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                        pids.append(int(entry))
-            except (ProcessLookupError, PermissionError, FileNotFoundError):
-                pass
-    return pids
-
-
-def kill_session(sid):
-    """SIGKILL horovodrun, mpirun and every rank (all share the launcher's session)."""
-    for pid in session_pids(sid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("uninterrupted"))
@@ -67,11 +38,11 @@ def test_run_directory_files(uninterrupted):
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     for column in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
-                   "weight_decay", "batch_size", "phase", "epoch_seconds",
+                   "weight_decay", "augment", "batch_size", "phase", "cycle", "epoch_seconds",
                    "images_per_second"):
         assert all(r[column] != "" for r in rows), column
     assert {int(r["batch_size"]) for r in rows} == {64}
-    assert {r["phase"] for r in rows} == {"main"}
+    assert [r["phase"] for r in rows] == ["warmup", "main", "main", "main"]
     assert float(rows[-1]["learning_rate"]) == pytest.approx(0.0, abs=1e-7)  # poly to 0
     summary = json.load(open(os.path.join(uninterrupted, "summary.json")))
     assert summary["num_ranks"] == 2 and summary["epochs"] == 4
@@ -88,27 +59,9 @@ def test_refuses_to_overwrite_a_run(uninterrupted):
 
 def test_sigkill_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
     run_dir = str(tmp_path / "killed")
-    cmd = [LAUNCH, "-np", "2", sys.executable, *TRAIN, *SHORT, f"--run_dir={run_dir}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=launch_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    path = os.path.join(run_dir, ckpt.CHECKPOINT_NAME)
-    deadline = time.time() + 600
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if os.path.isfile(path) and ckpt.read_state(path)["epochs_done"] >= 2:
-                break
-            time.sleep(0.05)
-    finally:
-        kill_session(proc.pid)
-        proc.wait(timeout=60)
-    done = ckpt.read_state(path)["epochs_done"]
+    done = kill_after_checkpoint((*TRAIN, *SHORT, f"--run_dir={run_dir}"), run_dir, 2)
     assert 2 <= done < 4, f"killed after {done} epochs"
     assert not os.path.exists(os.path.join(run_dir, "summary.json"))
-    for _ in range(100):  # SIGKILL is delivered asynchronously
-        if not session_pids(proc.pid):
-            break
-        time.sleep(0.1)
-    assert not session_pids(proc.pid)
 
     horovodrun(2, *TRAIN, f"--run_dir={run_dir}", "--resume")
     assert history_epochs(run_dir) == [1, 2, 3, 4]
