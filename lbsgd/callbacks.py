@@ -20,7 +20,8 @@ from lbsgd import checkpoint as ckpt
 from lbsgd import runtime
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                   "learning_rate", "weight_decay", "augment", "batch_size", "phase", "cycle",
+                   "learning_rate", "weight_decay", "augment", "batch_size", "steps",
+                   "collective_calls", "theta", "phase", "cycle",
                    "epoch_seconds", "images_per_second", "elapsed_seconds")
 
 
@@ -75,6 +76,11 @@ class RunLogger(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
         self._t_train_end = None
+        self._calls0 = self._collective_calls()
+
+    def _collective_calls(self):
+        calls = getattr(self.model.optimizer, "collective_calls", None)
+        return None if calls is None else int(keras.ops.convert_to_numpy(calls))
 
     def on_test_begin(self, logs=None):
         if getattr(self, "_t_train_end", 0) is None:
@@ -93,6 +99,9 @@ class RunLogger(keras.callbacks.Callback):
         logs["batch_size"] = batch
         logs["steps"] = steps
         logs.setdefault("phase", "main")
+        calls = self._collective_calls()
+        if calls is not None and self._calls0 is not None:
+            logs["collective_calls"] = calls - self._calls0
         logs["epoch_seconds"] = epoch_seconds
         logs["images_per_second"] = batch * steps / max(train_seconds, 1e-9)
         logs["elapsed_seconds"] = self.elapsed_seconds

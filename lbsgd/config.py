@@ -18,8 +18,11 @@ import math
 import os
 import typing
 
-DATASETS = ("digits", "synthetic", "folder", "cifar10", "imagenet2012")
-MODELS = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet50")
+DATASETS = ("digits", "synthetic", "folder", "cifar10", "imagenet2012", "phantom")
+RESTORATION_DATASETS = ("phantom",)
+MODELS = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet50", "edsr")
+LR_SCALINGS = ("linear", "root", "none")
+LR_CONTROLS = ("none", "saturation", "fixed")
 OPTIMIZERS = ("sgd", "adam")
 DECAYS = ("poly", "steps", "constant")
 SCHEDULE_KINDS = ("standard", "collapsed_ensemble")
@@ -48,7 +51,8 @@ class DataConfig:
       name: "digits" (ships with scikit-learn, the offline default),
         "synthetic" (random images), "folder" (`data_dir/train/<class>/*`
         and `data_dir/val/<class>/*` image files), "cifar10" or
-        "imagenet2012" (tensorflow-datasets, prepared under `data_dir`).
+        "imagenet2012" (tensorflow-datasets, prepared under `data_dir`), or
+        "phantom" (randomised Shepp-Logan phantoms, noisy -> clean; Lee et al.).
       data_dir: local directory for "folder", "cifar10" and "imagenet2012".
       image_size: side of the square training image fed to the model (224
         for ImageNet).
@@ -58,7 +62,8 @@ class DataConfig:
         the random crop only).
       flip: random left-right flip while augmentation is on.
       min_area: smallest crop area fraction of "scale_aspect" (Inception: 0.08).
-      num_train: examples for generated datasets ("synthetic").
+      num_train: examples for generated datasets ("synthetic", "phantom").
+      noise_std: Gaussian noise on the phantom restoration inputs.
       validation_fraction: held-out share for datasets without a split (digits).
       cache: keep examples in RAM (the paper copies ImageNet to RAM).
     """
@@ -70,6 +75,7 @@ class DataConfig:
     flip: bool = False
     min_area: float = 0.08
     num_train: int = 1024
+    noise_std: float = 0.1
     validation_fraction: float = 0.2
     cache: bool = True
 
@@ -79,8 +85,12 @@ class DataConfig:
         _require(self.image_size >= 8, "data.image_size", self.image_size, "must be >= 8")
         _require(0.0 < self.min_area <= 1.0, "data.min_area", self.min_area, "must be in (0, 1]")
         _require(self.num_train >= 1, "data.num_train", self.num_train, "must be >= 1")
+        _require(self.noise_std >= 0, "data.noise_std", self.noise_std, "must be >= 0")
         _require(0.0 < self.validation_fraction < 1.0, "data.validation_fraction",
                  self.validation_fraction, "must be in (0, 1)")
+        if self.name in RESTORATION_DATASETS:
+            _require(self.augment == "none", "data.augment", self.augment,
+                     f"must be 'none' for data.name={self.name!r}")
         if self.name in ("folder", "cifar10", "imagenet2012"):
             _require(bool(self.data_dir), "data.data_dir", self.data_dir,
                      f"must name a local directory for data.name={self.name!r}")
@@ -91,17 +101,22 @@ class ModelConfig:
     """The network and its batch-normalisation tweaks (Codreanu et al. IV-C).
 
     Attributes:
-      name: "resnet8/14/20/32" (CIFAR-style, He et al.) or "resnet50".
+      name: "resnet8/14/20/32" (CIFAR-style, He et al.), "resnet50", or
+        "edsr" (EDSR-style residual restoration network, Lee et al. VI-A).
       bn_moving_average_fraction: Caffe's moving_average_fraction (Keras BN
         momentum); the paper sets 0.95.
       zero_gamma_last_bn: gamma = 0 for the last BN of each residual block.
       dtype_policy: Keras mixed-precision policy ("float32", "mixed_bfloat16").
+      edsr_blocks, edsr_filters: residual blocks and width of "edsr" (the
+        paper's Phantom network: 16 blocks).
     """
 
     name: str = "resnet20"
     bn_moving_average_fraction: float = 0.95
     zero_gamma_last_bn: bool = True
     dtype_policy: str = "float32"
+    edsr_blocks: int = 16
+    edsr_filters: int = 64
 
     def __post_init__(self):
         _one_of("model.name", self.name, MODELS)
@@ -109,6 +124,8 @@ class ModelConfig:
                  "model.bn_moving_average_fraction", self.bn_moving_average_fraction,
                  "must be in [0, 1)")
         _one_of("model.dtype_policy", self.dtype_policy, ("float32", "mixed_bfloat16"))
+        _require(self.edsr_blocks >= 1, "model.edsr_blocks", self.edsr_blocks, "must be >= 1")
+        _require(self.edsr_filters >= 1, "model.edsr_filters", self.edsr_filters, "must be >= 1")
 
 
 @dataclasses.dataclass
@@ -270,6 +287,90 @@ class ScheduleConfig:
 
 
 @dataclasses.dataclass
+class AdaptiveConfig:
+    """Adaptive batch size and LR at run time (Lee et al. III-D, III-E, Algorithm 1).
+
+    With `enabled`, the run starts at the global `batch_size` (B_s) and the
+    LR mu0 = base_lr x B_s / reference_batch; the schedule section is not
+    used (the controller owns the LR).
+
+    Attributes:
+      enabled: grow the batch by Algorithm 1.
+      max_batch: B_m (multiple of the rank count).
+      growth_factor: batch multiplier at each growth (paper: 2).
+      lr_scaling: LR multiplier at each growth: "linear" (same factor, the
+        paper), "root" (its square root) or "none" (fixed LR).
+      theta_threshold: theta is saturated once it changes by less than this
+        (relative) epoch over epoch; then K = that epoch (paper: 10%).
+      k_epochs: fixed K instead (0: detect from theta).
+      log_theta: log theta even when the batch does not grow.
+      theta_samples: training examples F (the cost in theta) is measured on.
+      lr_control: "none", "saturation" (decay when the training cost
+        saturates) or "fixed" (decay after `decay_epochs`).
+      beta: decay factor; the first decay sets the LR to mu0 x beta.
+      decay_epochs: epochs after which "fixed" decays (paper's CIFAR: 80, 120).
+      saturation_patience: epochs without a relative cost drop of more than
+        `saturation_threshold` that count as saturation.
+      max_decays: most decays (0: no limit).
+    """
+
+    enabled: bool = False
+    max_batch: int = 0
+    growth_factor: float = 2.0
+    lr_scaling: str = "linear"
+    theta_threshold: float = 0.1
+    k_epochs: int = 0
+    log_theta: bool = False
+    theta_samples: int = 512
+    lr_control: str = "none"
+    beta: float = 0.1
+    decay_epochs: tuple = ()
+    saturation_patience: int = 5
+    saturation_threshold: float = 0.01
+    max_decays: int = 0
+
+    def __post_init__(self):
+        self.decay_epochs = tuple(self.decay_epochs)
+        _require(self.max_batch >= 0, "adaptive.max_batch", self.max_batch, "must be >= 0")
+        _require(self.growth_factor > 1, "adaptive.growth_factor", self.growth_factor,
+                 "must be > 1")
+        _one_of("adaptive.lr_scaling", self.lr_scaling, LR_SCALINGS)
+        _require(self.theta_threshold >= 0, "adaptive.theta_threshold", self.theta_threshold,
+                 "must be >= 0")
+        _require(self.k_epochs >= 0, "adaptive.k_epochs", self.k_epochs, "must be >= 0")
+        _require(self.theta_samples >= 1, "adaptive.theta_samples", self.theta_samples,
+                 "must be >= 1")
+        _one_of("adaptive.lr_control", self.lr_control, LR_CONTROLS)
+        _require(0 < self.beta < 1, "adaptive.beta", self.beta, "must be in (0, 1)")
+        _require(all(e > 0 for e in self.decay_epochs), "adaptive.decay_epochs",
+                 self.decay_epochs, "must be positive epochs")
+        _require(self.saturation_patience >= 1, "adaptive.saturation_patience",
+                 self.saturation_patience, "must be >= 1")
+        _require(self.max_decays >= 0, "adaptive.max_decays", self.max_decays, "must be >= 0")
+
+
+@dataclasses.dataclass
+class StopConfig:
+    """Convergence stop (Lee et al. VI-A: PSNR not up 0.1 dB in 50 epochs).
+
+    Attributes:
+      patience: epochs without an improvement of `min_delta` in `monitor`
+        before the run stops (0: never stop early).
+      min_delta: smallest improvement that counts.
+      monitor: the log key ("" = the task's validation metric:
+        val_accuracy or val_psnr).
+    """
+
+    patience: int = 0
+    min_delta: float = 0.0
+    monitor: str = ""
+
+    def __post_init__(self):
+        _require(self.patience >= 0, "stop.patience", self.patience, "must be >= 0")
+        _require(self.min_delta >= 0, "stop.min_delta", self.min_delta, "must be >= 0")
+
+
+@dataclasses.dataclass
 class TrainConfig:
     """One training run.
 
@@ -278,9 +379,10 @@ class TrainConfig:
       epochs: training epochs.
       batch_size: global minibatch (split evenly over ranks).
       seed: seeds initialisation and the per-epoch data order.
-      target_accuracies: validation accuracies whose time-to-accuracy the
-        summary reports (Codreanu et al. Tables III, XII).
-      data, model, optimizer, schedule: see their classes.
+      target_accuracies: values of the validation metric (accuracy; PSNR
+        in dB for restoration) whose time-to-reach the summary reports
+        (Codreanu et al. Tables III, XII).
+      data, model, optimizer, schedule, adaptive, stop: see their classes.
     """
 
     name: str = "run"
@@ -292,6 +394,18 @@ class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    adaptive: AdaptiveConfig = dataclasses.field(default_factory=AdaptiveConfig)
+    stop: StopConfig = dataclasses.field(default_factory=StopConfig)
+
+    @property
+    def task(self) -> str:
+        """"restoration" (image -> image, PSNR) or "classification"."""
+        return "restoration" if self.data.name in RESTORATION_DATASETS else "classification"
+
+    @property
+    def monitor(self) -> str:
+        """The validation metric targets and the convergence stop refer to."""
+        return "val_psnr" if self.task == "restoration" else "val_accuracy"
 
     def __post_init__(self):
         self.target_accuracies = tuple(float(t) for t in self.target_accuracies)
@@ -299,12 +413,22 @@ class TrainConfig:
                  "must be a non-empty name without '/'")
         _require(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
-        _require(all(0 < t <= 1 for t in self.target_accuracies), "target_accuracies",
-                 self.target_accuracies, "must be accuracies in (0, 1]")
         for field, cls in (("data", DataConfig), ("model", ModelConfig),
-                           ("optimizer", OptimizerConfig), ("schedule", ScheduleConfig)):
+                           ("optimizer", OptimizerConfig), ("schedule", ScheduleConfig),
+                           ("adaptive", AdaptiveConfig), ("stop", StopConfig)):
             _require(isinstance(getattr(self, field), cls), field,
                      getattr(self, field), f"must be a {cls.__name__}")
+        if self.task == "classification":
+            _require(all(0 < t <= 1 for t in self.target_accuracies), "target_accuracies",
+                     self.target_accuracies, "must be accuracies in (0, 1]")
+            _require(self.model.name != "edsr", "model.name", self.model.name,
+                     f"must be a classifier for data.name={self.data.name!r}")
+        else:
+            _require(self.model.name == "edsr", "model.name", self.model.name,
+                     f"must be 'edsr' for the restoration data.name={self.data.name!r}")
+        if self.adaptive.enabled:
+            _require(self.adaptive.max_batch >= self.batch_size, "adaptive.max_batch",
+                     self.adaptive.max_batch, f"must be >= batch_size={self.batch_size}")
         if self.schedule.kind == "standard":
             c = self.schedule.collapse_epochs_for(self.epochs)
             _require(c < self.epochs, "schedule.collapse_epochs", self.schedule.collapse_epochs,
@@ -321,6 +445,9 @@ class TrainConfig:
         """Checks what depends on the job size."""
         _require(self.batch_size % num_ranks == 0, "batch_size", self.batch_size,
                  f"must divide evenly over {num_ranks} ranks")
+        if self.adaptive.enabled:
+            _require(self.adaptive.max_batch % num_ranks == 0, "adaptive.max_batch",
+                     self.adaptive.max_batch, f"must divide evenly over {num_ranks} ranks")
 
     # -- serialisation -------------------------------------------------------
     def to_dict(self) -> dict:

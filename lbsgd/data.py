@@ -16,6 +16,8 @@ Sources:
   * "synthetic": random images and labels, for benchmarks and smoke tests.
   * "folder": `data_dir/{train,val}/<class>/<image>` files (JPEG/PNG/...).
   * "cifar10", "imagenet2012": tensorflow-datasets, prepared under `data_dir`.
+  * "phantom": noisy -> clean randomised Shepp-Logan phantoms (restoration;
+    "labels" are the clean images).
 """
 
 from __future__ import annotations
@@ -300,7 +302,18 @@ def _imagenet2012(cfg: DataConfig, seed: int) -> Source:
                   _file_decode(cfg, in_ram=True))
 
 
-_SOURCES = {"digits": _digits, "synthetic": _synthetic, "folder": _folder,
+def _phantom(cfg: DataConfig, seed: int) -> Source:
+    from lbsgd import phantom
+
+    n_val = max(1, int(round(cfg.num_train * cfg.validation_fraction)))
+    x, y = phantom.restoration_pairs(cfg.num_train + n_val, cfg.image_size, cfg.noise_std,
+                                     seed=12345)  # a fixed dataset, like a downloaded one
+    return Source("phantom", x[:cfg.num_train], y[:cfg.num_train], x[cfg.num_train:],
+                  y[cfg.num_train:], (cfg.image_size, cfg.image_size, 1), 0,
+                  lambda image, training, seed, augment_on=True: tf.cast(image, tf.float32))
+
+
+_SOURCES = {"digits": _digits, "phantom": _phantom, "synthetic": _synthetic, "folder": _folder,
             "cifar10": _cifar10, "imagenet2012": _imagenet2012}
 
 
@@ -382,3 +395,16 @@ def val_dataset(source: Source, local_batch: int, rank: int, size: int) -> tf.da
     ds = ds.map(lambda x, y: (source.decode(x, False, tf.zeros([2], tf.int32)), y),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(local_batch).cache().prefetch(tf.data.AUTOTUNE)
+
+
+def fixed_train_subset(source: Source, num: int, local_batch: int, rank: int,
+                       size: int) -> tf.data.Dataset:
+    """This rank's share of the first `num` training examples, unaugmented, in batches.
+
+    The same examples every time (e.g. the cost F of Lee et al.'s theta)."""
+    idx = np.arange(rank, min(num, source.num_train), size)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.gather(source.train_items, idx), tf.gather(source.train_labels, idx)))
+    ds = ds.map(lambda x, y: (source.decode(x, False, tf.zeros([2], tf.int32)), y),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(max(1, local_batch)).cache().prefetch(tf.data.AUTOTUNE)

@@ -41,6 +41,11 @@ def _size() -> int:
 # Gradient exchange (inside the compiled train step).
 # --------------------------------------------------------------------------
 
+def collective_calls(num_tensors: int, exchange: str, num_dtypes: int = 1) -> int:
+    """Horovod collective calls one gradient exchange issues."""
+    return {"grouped": 1, "per_tensor": num_tensors, "reducescatter": 2 * num_dtypes}[exchange]
+
+
 def average_gradients(grads, exchange: str = "grouped"):
     """Averages a list of gradients over all ranks (None entries pass through).
 
@@ -126,6 +131,9 @@ class _DistributedMixin:
             self.l2_weight_decay = keras.Variable(
                 float(weight_decay), dtype="float32", trainable=False,
                 name="l2_weight_decay")
+            # Horovod collective calls issued by this optimizer (counted in the graph).
+            self.collective_calls = keras.Variable(0, dtype="int64", trainable=False,
+                                                   name="collective_calls")
         self._lbsgd_momentum_correction = bool(momentum_correction) and bool(
             getattr(self, "momentum", 0.0))
         if self._lbsgd_momentum_correction:
@@ -134,7 +142,12 @@ class _DistributedMixin:
                     0.0, dtype="float32", trainable=False, name="previous_learning_rate")
 
     def apply(self, grads, trainable_variables=None):
-        grads = average_gradients(list(grads), self._lbsgd_exchange)
+        grads = list(grads)
+        if _size() > 1:
+            present = [g for g in grads if g is not None]
+            self.collective_calls.assign_add(collective_calls(
+                len(present), self._lbsgd_exchange, len({g.dtype for g in present})))
+        grads = average_gradients(grads, self._lbsgd_exchange)
         variables = (list(trainable_variables) if trainable_variables is not None
                      else list(self._trainable_variables))
         wd = self.l2_weight_decay

@@ -4,6 +4,8 @@
   stride in the first 1x1 convolution as in the original Caffe model).
 * `resnet8/14/20/32`: the CIFAR-style 6n+2 networks (ResNet-20 is Lee et al.'s
   classification model, Section VI-C).
+* `edsr`: an EDSR-style residual restoration network without BN (Lee et al.
+  VI-A's modified EDSR for Phantom), with :class:`PSNR` as its metric.
 
 BN tweaks (Codreanu et al. IV-C, after Goyal et al.): gamma = 0 for the last
 BN of each residual block, so every block starts as the identity; BN moving
@@ -89,9 +91,64 @@ def resnet50(input_shape=(224, 224, 3), num_classes: int = 1000,
     return keras.Model(inputs, outputs, name="resnet50")
 
 
+def edsr(input_shape, blocks: int = 16, filters: int = 64, res_scale: float = 0.1,
+         name: str = "edsr") -> keras.Model:
+    """EDSR-style restoration: conv head, `blocks` x (conv-ReLU-conv, scaled by
+    `res_scale`, + skip), conv, + head skip, conv tail to the input channels,
+    and a global skip from the input (the network predicts the correction)."""
+    inputs = keras.Input(input_shape)
+    conv = lambda f, n: layers.Conv2D(f, 3, padding="same", name=n)  # noqa: E731
+    head = conv(filters, "head")(inputs)
+    x = head
+    for i in range(blocks):
+        r = conv(filters, f"block{i + 1}_conv1")(x)
+        r = layers.ReLU(name=f"block{i + 1}_relu")(r)
+        r = conv(filters, f"block{i + 1}_conv2")(r)
+        r = layers.Rescaling(res_scale, name=f"block{i + 1}_scale")(r)
+        x = layers.Add(name=f"block{i + 1}_add")([x, r])
+    x = conv(filters, "body_end")(x)
+    x = layers.Add(name="body_skip")([head, x])
+    x = layers.Conv2D(input_shape[-1], 3, padding="same", name="tail", dtype="float32")(x)
+    outputs = layers.Add(name="restored", dtype="float32")([inputs, x])
+    return keras.Model(inputs, outputs, name=name)
+
+
+@keras.saving.register_keras_serializable(package="lbsgd")
+class PSNR(keras.metrics.Metric):
+    """Mean per-image peak signal-to-noise ratio in dB (peak `max_value`).
+
+    Its state is a sum and a count, so lbsgd.distributed.MetricAverage makes
+    it exact over ranks.
+    """
+
+    def __init__(self, max_value: float = 1.0, name: str = "psnr", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.max_value = float(max_value)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.cast(y_true, "float32")
+        y_pred = keras.ops.cast(y_pred, "float32")
+        axes = list(range(1, len(y_true.shape)))
+        mse = keras.ops.mean(keras.ops.square(y_true - y_pred), axis=axes)
+        psnr = 10.0 * keras.ops.log(self.max_value ** 2 / keras.ops.maximum(mse, 1e-12)) / \
+            keras.ops.log(10.0)
+        self.total.assign_add(keras.ops.sum(psnr))
+        self.count.assign_add(keras.ops.cast(keras.ops.shape(psnr)[0], "float32"))
+
+    def result(self):
+        return self.total / keras.ops.maximum(self.count, 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "max_value": self.max_value}
+
+
 def build_model(cfg: ModelConfig, input_shape, num_classes: int) -> keras.Model:
     """The model a config names, under its dtype policy."""
     keras.mixed_precision.set_dtype_policy(cfg.dtype_policy)
+    if cfg.name == "edsr":
+        return edsr(input_shape, cfg.edsr_blocks, cfg.edsr_filters)
     kwargs = dict(bn_moving_average_fraction=cfg.bn_moving_average_fraction,
                   zero_gamma_last_bn=cfg.zero_gamma_last_bn)
     if cfg.name == "resnet50":

@@ -10,6 +10,7 @@ A run directory holds:
   checkpoint.npz  exact-resume checkpoint, rewritten atomically every epoch
   summary.json  final metrics, wall time, images/s, ranks, time-to-accuracy
   snapshots/    weights at the end of each collapse (+ index.json)
+  theta_reference.npz  w0 of the theta metric (adaptive batch runs)
   ensemble.json snapshots' and their softmax-averaged ensemble's accuracy
 
 Any config leaf is a flag: `--epochs=4 --optimizer.base_lr=0.2`.
@@ -42,7 +43,7 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
 
     from lbsgd import callbacks as cb
     from lbsgd import checkpoint as ckpt
-    from lbsgd import data, distributed, ensemble, models, recipe, runtime, schedules
+    from lbsgd import adaptive, data, distributed, ensemble, models, recipe, runtime, schedules
 
     rt = runtime.init()
     cfg.validate_for(rt.size)
@@ -82,48 +83,98 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
     batch = cfg.batch_size
     steps = data.steps_per_epoch(source.num_train, batch)
     model = models.build_model(cfg.model, source.input_shape, source.num_classes)
-    schedule = schedules.build_schedule(cfg.optimizer, cfg.schedule, batch, steps, cfg.epochs)
     plan = recipe.build_plan(cfg)
-    if cfg.optimizer.name == "sgd":
-        base_opt = keras.optimizers.SGD(schedule, momentum=cfg.optimizer.momentum)
+    adaptive_cfg = cfg.adaptive
+    if adaptive_cfg.enabled:  # the controller owns the LR: a plain variable
+        learning_rate = schedules.linear_scaling(
+            cfg.optimizer.base_lr, batch, cfg.optimizer.reference_batch, cfg.optimizer.max_lr)
     else:
-        base_opt = keras.optimizers.Adam(schedule)
+        learning_rate = schedules.build_schedule(cfg.optimizer, cfg.schedule, batch, steps,
+                                                 cfg.epochs)
+    if cfg.optimizer.name == "sgd":
+        base_opt = keras.optimizers.SGD(learning_rate, momentum=cfg.optimizer.momentum)
+    else:
+        base_opt = keras.optimizers.Adam(learning_rate)
     optimizer = distributed.DistributedOptimizer(
         base_opt, exchange=cfg.optimizer.exchange, weight_decay=plan[0].weight_decay,
         momentum_correction=cfg.optimizer.momentum_correction)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], jit_compile=False)
+    if cfg.task == "restoration":
+        loss, metrics = "mean_absolute_error", [models.PSNR()]
+    else:
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False)
     optimizer.build(model.trainable_variables)
 
     switch = data.AugmentSwitch(cfg.epochs)
     phases = recipe.RecipePhases(plan, switch)
     snapshots = recipe.Snapshots.from_plan(snapshot_dir, plan)
+    bookkeeping = [phases]
+    controller = None
+    if adaptive_cfg.enabled or adaptive_cfg.log_theta:
+        probe = data.fixed_train_subset(source, adaptive_cfg.theta_samples,
+                                        max(1, batch // rt.size), rt.rank, rt.size)
+        bookkeeping.append(adaptive.ThetaMonitor(probe, loss,
+                                                 os.path.join(run_dir, "theta_reference.npz")))
+    if adaptive_cfg.enabled:
+        growth = adaptive.BatchGrowth(
+            batch, adaptive_cfg.max_batch, adaptive_cfg.growth_factor, adaptive_cfg.lr_scaling,
+            adaptive_cfg.theta_threshold, adaptive_cfg.k_epochs, multiple_of=rt.size)
+        lr_control = adaptive.LRControl(
+            adaptive_cfg.lr_control, adaptive_cfg.beta, adaptive_cfg.decay_epochs,
+            adaptive_cfg.saturation_patience, adaptive_cfg.saturation_threshold,
+            max_decays=adaptive_cfg.max_decays)
+        controller = adaptive.AdaptiveBatchSize(
+            growth, lr_control, learning_rate,
+            lambda b: data.steps_per_epoch(source.num_train, b))
+        bookkeeping.append(controller)
+    stop = None
+    if cfg.stop.patience:
+        stop = adaptive.ConvergenceStop(cfg.stop.monitor or cfg.monitor, cfg.stop.min_delta,
+                                        cfg.stop.patience)
     logger = cb.RunLogger(batch, steps, paths["history"])
-    tta = cb.TimeToAccuracy(cfg.target_accuracies)
-    checkpointer = cb.Checkpointer(paths["checkpoint"], stateful=[logger, tta, snapshots])
+    tta = cb.TimeToAccuracy(cfg.target_accuracies, monitor=cfg.monitor)
+    stateful = [cb_ for cb_ in bookkeeping + [snapshots, logger, tta, stop]
+                if getattr(cb_, "state_key", None)]
+    checkpointer = cb.Checkpointer(paths["checkpoint"], stateful=stateful)
     initial_epoch = 0
     if state is not None:
         initial_epoch = checkpointer.restore(model, state, load_variables=rt.is_chief)
         logger.write_history()  # drop rows of epochs after the checkpoint
+    finished = stop is not None and stop.stopped_epoch is not None
 
     if verbose == "auto":  # horovodrun prefixes every line: a redrawn bar cannot work
         verbose = 1 if sys.stdout.isatty() and rt.size == 1 else 2
     evaluation = None
-    if initial_epoch < cfg.epochs:
-        train_ds = data.train_dataset(source, batch, cfg.seed, rt.rank, rt.size,
-                                      initial_epoch, cfg.epochs, augment_switch=switch)
+    if initial_epoch < cfg.epochs and not finished:
+        def make_dataset(global_batch, first_epoch):
+            global_batch = global_batch or batch
+            ds = data.train_dataset(source, global_batch, cfg.seed, rt.rank, rt.size,
+                                    first_epoch, cfg.epochs, augment_switch=switch)
+            return ds, data.steps_per_epoch(source.num_train, global_batch)
+
         val_ds = data.val_dataset(source, max(1, batch // rt.size), rt.rank, rt.size)
-        evaluation = ensemble.EnsembleEvaluation(snapshots, val_ds, paths["ensemble"],
-                                                 min_snapshots=2)
-        model.fit(train_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=steps, validation_data=val_ds,
-                  callbacks=distributed.callbacks() + [
-                      phases, snapshots, logger, tta, checkpointer, evaluation,
-                      *extra_callbacks],
-                  verbose=verbose if rt.is_chief else 0)
+        callbacks = distributed.callbacks() + bookkeeping + [
+            snapshots, logger, tta, *([stop] if stop else []), checkpointer, *extra_callbacks]
+        adaptive.fit(model, make_dataset, cfg.epochs, initial_epoch, adaptive=controller,
+                     validation_data=val_ds, callbacks=callbacks,
+                     verbose=verbose if rt.is_chief else 0)
+        if cfg.task == "classification":
+            evaluation = ensemble.EnsembleEvaluation(snapshots, val_ds, paths["ensemble"],
+                                                     min_snapshots=2)
+            evaluation.set_model(model)
+            evaluation.on_train_end()
 
     summary = make_summary(cfg, logger.rows, tta.reached, rt, source.num_train)
     summary["snapshots"] = [s["epoch"] for s in snapshots.snapshots]
+    if stop is not None:
+        summary["convergence"] = {
+            "monitor": stop.monitor, "stopped_epoch": stop.stopped_epoch,
+            "best": stop.best, "best_epoch": stop.best_epoch,
+            "seconds_to_best": next((r["elapsed_seconds"] for r in logger.rows
+                                     if r["epoch"] == stop.best_epoch), None)}
+    if controller is not None:
+        summary["adaptive"] = {"events": controller.events, "K": controller.growth.k,
+                               "final_batch": controller.batch_size}
     if evaluation is not None and evaluation.result is not None:
         summary["ensemble"] = {
             "top1": evaluation.result["ensemble"]["top1"],
@@ -149,8 +200,11 @@ def make_summary(cfg, rows, reached, rt, num_train) -> dict:
         "threads_per_rank": rt.intra_op_threads,
         "global_batch": cfg.batch_size,
         "num_train_examples": num_train,
-        "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
-        "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=None),
+        "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy",
+                                           "psnr", "val_psnr") if k in last},
+        "best": {cfg.monitor: max((r[cfg.monitor] for r in rows if cfg.monitor in r),
+                                  default=None)},
+        "optimizer_steps": int(sum(r["steps"] for r in rows)),
         "total_seconds": last.get("elapsed_seconds", 0.0),
         "train_seconds": train_seconds,
         "images_per_second": images / train_seconds if train_seconds else None,
@@ -227,9 +281,10 @@ def main(argv=None) -> int:
     from lbsgd import runtime
     if runtime.current().is_chief:
         final = summary["final"]
+        metric = cfg.monitor
         print(f"lbsgd.train: {cfg.name}: {summary['epochs']} epochs on {summary['num_ranks']} "
-              f"ranks in {summary['total_seconds']:.1f} s, val_accuracy "
-              f"{final.get('val_accuracy')}, {summary['images_per_second'] or 0:.1f} images/s; "
+              f"ranks in {summary['total_seconds']:.1f} s, {metric} "
+              f"{final.get(metric)}, {summary['images_per_second'] or 0:.1f} images/s; "
               f"run directory {run_dir}")
     return 0
 

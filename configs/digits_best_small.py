@@ -1,0 +1,13 @@
+"""Lee et al.'s comparison on digits: the best-tuned fixed small batch.
+
+One of the four methods of Section VI (Tables II-III), built by
+lbsgd.paper.lee_method; benchmarks/lee_methods.py runs all four.
+
+    launch/run.sh -np 2 python -m lbsgd.train --config configs/digits_best_small.py
+"""
+
+from lbsgd.paper import lee_method
+
+
+def get_config():
+    return lee_method("digits", "best_small")

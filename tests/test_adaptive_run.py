@@ -1,0 +1,76 @@
+"""Batch growth under `horovodrun -np 2`: the batch really grows (fewer steps and fewer
+allreduce calls per epoch), survives SIGKILL + resume, and the probe runs on Phantom."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import horovodrun, kill_after_checkpoint
+from lbsgd import checkpoint as ckpt
+
+# configs/phantom_adaptive.py shrunk: 256 16x16 phantoms, a 2-block EDSR, K fixed at 2.
+GROW = ("-m", "lbsgd.train", "--config", "configs/phantom_adaptive.py", "--epochs=6",
+        "--batch_size=16", "--adaptive.max_batch=64", "--adaptive.k_epochs=2",
+        "--data.num_train=256", "--data.image_size=16", "--model.edsr_blocks=2",
+        "--model.edsr_filters=16", "--stop.patience=0")
+
+
+def rows(run_dir):
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def grown(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("grow"))
+    horovodrun(2, *GROW, f"--run_dir={run_dir}")
+    return run_dir
+
+
+def test_batch_grows_steps_and_allreduce_calls_fall(grown):
+    h = rows(grown)
+    assert [int(r["batch_size"]) for r in h] == [16, 16, 32, 32, 64, 64]
+    assert [int(r["steps"]) for r in h] == [16, 16, 8, 8, 4, 4]
+    # Horovod calls the distributed optimizer issued in each epoch (one grouped
+    # allreduce per optimizer step), counted inside the compiled train step.
+    assert [int(r["collective_calls"]) for r in h] == [16, 16, 8, 8, 4, 4]
+    lrs = [float(r["learning_rate"]) for r in h]
+    assert lrs == pytest.approx([1e-4, 1e-4, 2e-4, 2e-4, 4e-4, 4e-4])   # 1e-4 per 16, co-scaled
+    assert all(np.isfinite(float(r["theta"])) for r in h)
+    summary = json.load(open(os.path.join(grown, "summary.json")))
+    assert summary["optimizer_steps"] == 56 and summary["adaptive"]["final_batch"] == 64
+    assert [e["batch"] for e in summary["adaptive"]["events"]] == [32, 64]
+    assert summary["num_ranks"] == 2
+
+
+def test_killed_mid_growth_resumes_with_same_batch_and_k(grown, tmp_path):
+    run_dir = str(tmp_path / "killed")
+    done = kill_after_checkpoint((*GROW, f"--run_dir={run_dir}"), run_dir, 3)
+    assert 3 <= done < 6, f"killed after {done} epochs"
+    state = ckpt.read_state(os.path.join(run_dir, ckpt.CHECKPOINT_NAME))
+    assert state["adaptive_batch"]["growth"]["k"] == 2
+    horovodrun(2, "-m", "lbsgd.train", f"--run_dir={run_dir}", "--resume")
+    a, b = rows(grown), rows(run_dir)
+    assert [r["epoch"] for r in b] == [str(e) for e in range(1, 7)]
+    for ra, rb in zip(a, b):
+        for column in ("batch_size", "steps", "K", "collective_calls"):
+            assert rb[column] == ra[column], column
+        for column in ("learning_rate", "theta", "loss", "val_psnr"):
+            assert float(rb[column]) == pytest.approx(float(ra[column]), rel=1e-4), column
+
+
+def test_probe_prints_norms_and_a_start_batch(tmp_path):
+    out = str(tmp_path / "probe.json")
+    proc = horovodrun(2, "-m", "lbsgd.probe", "--config", "configs/phantom_adaptive.py",
+                      "--batches=8,32,128", "--draws=3", f"--output={out}")
+    result = json.load(open(out))
+    assert sorted(int(b) for b in result["norms"]) == [8, 32, 128]
+    assert all(len(v) == 3 and min(v) > 0 for v in result["norms"].values())
+    assert result["start_batch"] in (8, 32, 128) and result["ranks"] == 2
+    assert "maximum stable batch B_s = " in proc.stdout and "mean |g|" in proc.stdout
+    bad = horovodrun(1, "-m", "lbsgd.probe", "--config", "configs/phantom_adaptive.py",
+                     "--batches=8,x", check=False)
+    assert bad.returncode == 2 and "batches='8,x'" in bad.stderr
