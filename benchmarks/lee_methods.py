@@ -83,10 +83,27 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "lee"),
                         help="parent of the four run directories")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="methods to (re)run; the others are taken from the existing "
+                             "results file")
     args = parser.parse_args(argv)
     command = f".venv/bin/python -m benchmarks.lee_methods --task {args.task} --np {args.np_}"
+    chosen = [m for m in args.methods.split(",") if m]
+    bad = [m for m in chosen if m not in METHODS]
+    if bad:
+        parser.error(f"Field `methods` must name methods of {METHODS}. Received: methods="
+                     f"{args.methods!r}")
+    previous = {}
+    json_path = os.path.join(args.out, f"lee_{args.task}.json")
+    if set(chosen) != set(METHODS):
+        with open(json_path) as f:
+            previous = {r["method"]: r for r in json.load(f)["results"]}
+        command += f" (then --methods {args.methods})"
     results = []
     for method in METHODS:
+        if method not in chosen:
+            results.append(previous[method])
+            continue
         print(f"lee_methods: {args.task}_{method} ...", flush=True)
         results.append(run_method(args.task, method, args.np_, args.runs))
         s = results[-1]["summary"]
@@ -95,8 +112,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, ROOT)
     from lbsgd import checkpoint as ckpt
     text = table(args.task, results, command)
-    ckpt.atomic_write_json(os.path.join(args.out, f"lee_{args.task}.json"),
-                           {"command": command, "results": results})
+    ckpt.atomic_write_json(json_path, {"command": command, "results": results})
     ckpt.atomic_write_text(os.path.join(args.out, f"lee_{args.task}.md"), text)
     print(text)
     return 0

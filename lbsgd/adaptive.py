@@ -122,7 +122,9 @@ class LRControl:
     """Section III-E's learning-rate decays.
 
     mode "saturation": a decay when the training cost has not fallen by more
-    than `threshold` (relative) below its best for `patience` epochs.
+    than `threshold` (relative) below its best for `patience` epochs, counted
+    from the last batch growth or decay (the cost jumps for a few epochs after
+    the LR rises; that transient is not saturation).
     mode "fixed": decays after the given epochs (the paper's CIFAR run: 80, 120).
     The first decay sets the LR to mu0 * beta (undoing the batch-growth LR
     increase), later ones multiply it by beta; `reset_to_initial=False` makes
@@ -163,6 +165,10 @@ class LRControl:
             self.wait = 0
             self.best = None  # measure saturation afresh at the new LR
         return decay
+
+    def restart(self) -> None:
+        """Forgets the cost history (after a batch/LR change: its transient is not saturation)."""
+        self.best, self.wait = None, 0
 
     def get_state(self) -> dict:
         return {"decays": self.decays, "best": self.best, "wait": self.wait}
@@ -318,9 +324,11 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         grew = self.growth.end_epoch(logs.get("theta"))
         if grew:
             self.learning_rate *= self.growth.lr_factor / factor
+            self.lr_control.restart()   # saturation is judged at the new batch and LR
             self.events.append({"epoch": done, "event": "grow", "batch": self.growth.batch,
                                 "learning_rate": self.learning_rate})
-        if self.lr_control.end_epoch(done, logs.get("loss")):
+        judge = not grew or self.lr_control.mode == "fixed"
+        if judge and self.lr_control.end_epoch(done, logs.get("loss")):
             first = self.lr_control.decays == 1 and self.lr_control.reset_to_initial
             base = self.initial_learning_rate if first else self.learning_rate
             self.learning_rate = base * self.lr_control.beta

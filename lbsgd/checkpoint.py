@@ -126,3 +126,15 @@ def read_meta(path: str) -> dict:
     """The metadata of a snapshot, without touching any model."""
     with np.load(path) as z:
         return json.loads(bytes(z["meta"]).decode("utf-8"))
+
+
+def load_model_variables(path: str, model: keras.Model) -> None:
+    """Restores only the model variables of a checkpoint or snapshot (no optimizer)."""
+    variables = list(model.variables)
+    with np.load(path) as z:
+        count = sum(1 for k in z.files if k.startswith("model/"))
+        if count != len(variables):
+            raise ValueError(f"{path!r} holds {count} model variables, the model has "
+                             f"{len(variables)}: was it made by another config?")
+        for i, v in enumerate(variables):
+            v.assign(z[f"model/{i}"])

@@ -140,10 +140,7 @@ def main(argv=None) -> int:
     source = data.load_source(cfg.data, cfg.seed)
     model = models.build_model(cfg.model, source.input_shape, source.num_classes)
     if args.run_dir:
-        path = os.path.join(args.run_dir, ckpt.CHECKPOINT_NAME)
-        with np.load(path) as z:
-            for i, v in enumerate(model.variables):
-                v.assign(z[f"model/{i}"])
+        ckpt.load_model_variables(os.path.join(args.run_dir, ckpt.CHECKPOINT_NAME), model)
     else:  # every rank probes rank 0's initial weights
         from lbsgd import distributed
         distributed.broadcast_variables(model.variables)

@@ -207,3 +207,14 @@ def test_restoration_config_rules():
         TrainConfig(data=DataConfig(name="phantom"))
     with pytest.raises(ConfigError, match=r"data.augment='crop'"):
         DataConfig(name="phantom", augment="crop")
+
+
+def test_cost_jump_after_a_growth_is_not_saturation():
+    # K = 3: growth after epoch 3 doubles the LR and the cost jumps for two epochs;
+    # saturation (patience 2) is only judged from the new setting on.
+    costs = [1.0, 0.9, 0.8, 0.95, 0.93, 0.85, 0.84, 0.84, 0.84]
+    control = A.LRControl("saturation", beta=0.1, patience=2, threshold=0.01)
+    lrs, batches, cb = lr_run(control, costs, A.BatchGrowth(8, 16, k_epochs=3))
+    assert batches == [8, 8, 8] + [16] * 6
+    assert [e["event"] for e in cb.events] == ["grow", "decay"]
+    assert cb.events[1]["epoch"] == 9      # best 0.84 at epoch 7, flat at 8 and 9

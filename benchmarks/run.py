@@ -1,0 +1,352 @@
+"""lbsgd's benchmark suite: throughput, scaling, overhead, gradient exchanges, bf16 (Codreanu et al.
+V-A, Tables V-VII; Lee et al. IV-B, VI-B).
+
+    .venv/bin/python -m benchmarks.run --suite quick     # < 15 min on 2 cores
+    .venv/bin/python -m benchmarks.run --suite full
+
+Measures on synthetic data, every number in this one run:
+  * dense fp32 matmul peak of the machine (GFLOP/s), all cores and one core;
+  * ResNet-50 (224^2) and ResNet-20 (32^2) images/s and seconds per step for
+    1 rank x all cores, 1 rank x 1 core, N ranks x 1 core through lbsgd's
+    launcher (launch/run.sh) and through plain horovodrun, per local batch;
+  * weak-scaling efficiency = img/s(N ranks) / (N x img/s(1 rank x 1 core));
+  * achieved GFLOP/s (3 x forward FLOPs per image) as a fraction of the peak;
+  * lbsgd's stack (DistributedOptimizer + callbacks) against a plain Keras
+    fit of the same model in one process (overhead ratio);
+  * the three gradient exchanges (grouped, per_tensor, reducescatter) on N
+    ranks: step time, Horovod-timeline communication time, and the exposed
+    (not overlapped) part = step time - step time of the same N-rank job
+    without any gradient exchange;
+  * bf16 mixed precision against fp32 (throughput ratio).
+
+Writes benchmarks/results/<suite>.json, <suite>.md and <suite>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+
+SUITES = {
+    "quick": {"resnet50": dict(image_size=224, num_classes=1000, batches=[8], steps=5,
+                               warmup=2),
+              "resnet20": dict(image_size=32, num_classes=10, batches=[64], steps=20,
+                               warmup=3),
+              "overhead": dict(model="resnet20", batch=64, steps=25, rounds=5),
+              "exchange_model": "resnet50", "bf16_model": "resnet50"},
+    "smoke": {"resnet20": dict(image_size=32, num_classes=10, batches=[16], steps=3,
+                               warmup=2),
+              "overhead": dict(model="resnet20", batch=16, steps=3, rounds=1),
+              "exchange_model": "resnet20", "bf16_model": "resnet20"},
+    "full": {"resnet50": dict(image_size=224, num_classes=1000, batches=[8, 16, 32], steps=8,
+                              warmup=3),
+             "resnet20": dict(image_size=32, num_classes=10, batches=[32, 64, 128], steps=30,
+                              warmup=3),
+             "overhead": dict(model="resnet20", batch=64, steps=40, rounds=7),
+             "exchange_model": "resnet50", "bf16_model": "resnet50"},
+}
+
+
+def _env(threads: int | None = None, launcher_defaults: bool = True, **extra) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(PY) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads:
+        env["LBSGD_INTRA_OP_THREADS"] = str(threads)
+    if not launcher_defaults:
+        env.pop("OMPI_MCA_mpi_yield_when_idle", None)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _json_line(stdout: str) -> dict:
+    """The result object a benchmark printed (horovodrun may glue other output to its line)."""
+    decoder = json.JSONDecoder()
+    for line in reversed(stdout.splitlines()):
+        for marker in ('{"model"', '{"gflops"', '{"flops"'):
+            at = line.find(marker)
+            if at >= 0:
+                return decoder.raw_decode(line[at:])[0]
+    raise RuntimeError(f"no JSON result in:\n{stdout[-2000:]}")
+
+
+def _run(cmd, env, timeout=1800) -> dict:
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return _json_line(proc.stdout)
+
+
+def throughput(model, batch, spec, ranks=1, threads=None, launcher="lbsgd", exchange="grouped",
+               mode="lbsgd", dtype="float32", timeline=None, extra_flags=()):
+    args = ["-m", "benchmarks.throughput", f"--model={model}", f"--local_batch={batch}",
+            f"--image_size={spec['image_size']}", f"--num_classes={spec['num_classes']}",
+            f"--steps={spec['steps']}", f"--warmup_steps={spec['warmup']}",
+            f"--exchange={exchange}", f"--mode={mode}", f"--dtype_policy={dtype}",
+            *extra_flags]
+    extra = {"HOROVOD_TIMELINE": timeline} if timeline else {}
+    if ranks == 1:
+        return _run([PY, *args], _env(threads, **extra))
+    if launcher == "lbsgd":
+        return _run([os.path.join(ROOT, "launch", "run.sh"), "-np", str(ranks), PY, *args],
+                    _env(threads, **extra))
+    horovodrun = os.path.join(os.path.dirname(PY), "horovodrun")
+    return _run([horovodrun, "-np", str(ranks), PY, *args],
+                _env(threads, launcher_defaults=False, **extra))
+
+
+def matmul_peak(threads: int, n: int = 4096, reps: int = 5) -> float:
+    code = f"""
+import os, time, json
+import tensorflow as tf
+tf.config.threading.set_intra_op_parallelism_threads({threads})
+tf.config.threading.set_inter_op_parallelism_threads(1)
+a = tf.random.normal([{n}, {n}]); b = tf.random.normal([{n}, {n}])
+f = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+f().numpy()
+t = time.perf_counter()
+for _ in range({reps}): f().numpy()
+dt = (time.perf_counter() - t) / {reps}
+print(json.dumps({{"gflops": 2 * {n} ** 3 / dt / 1e9}}))
+"""
+    return _run([PY, "-c", code], _env())["gflops"]
+
+
+def model_flops_per_image(model: str, image_size: int, num_classes: int) -> float:
+    """Training FLOPs per image: 3 x the forward multiply-adds x 2 (conv and dense layers)."""
+    code = f"""
+import json, os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import keras
+from lbsgd import config, models
+m = models.build_model(config.ModelConfig(name="{model}"), ({image_size}, {image_size}, 3),
+                       {num_classes})
+macs = 0
+for layer in m.layers:
+    if isinstance(layer, keras.layers.Conv2D):
+        k = layer.kernel.shape
+        out = layer.output.shape
+        macs += out[1] * out[2] * k[0] * k[1] * k[2] * k[3]
+    elif isinstance(layer, keras.layers.Dense):
+        macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+print(json.dumps({{"flops": 3 * 2 * macs}}))
+"""
+    return _run([PY, "-c", code], _env())["flops"]
+
+
+def timeline_comm_seconds(path: str) -> dict:
+    """Communication activity in a Horovod timeline (Chrome trace JSON, written by rank 0).
+
+    Each tensor is a trace "process"; its top-level activities after the
+    negotiation (ALLREDUCE, REDUCESCATTER, ALLGATHER, ... with their nested
+    MPI/memcpy phases) are collected over all tensors and their union is
+    summed, so tensors processed together (fused) are counted once.
+    """
+    with open(path) as f:
+        text = f.read().strip()
+    if not text.endswith("]"):
+        text = text.rstrip(",\n ") + "]"
+    events = json.loads(text)
+    stacks, spans, tensors = {}, [], set()
+    for e in events:
+        ph, pid = e.get("ph"), e.get("pid")
+        if ph == "B":
+            stacks.setdefault(pid, []).append((e.get("name", ""), e["ts"]))
+        elif ph == "E" and stacks.get(pid):
+            name, start = stacks[pid].pop()
+            if not stacks[pid] and not name.startswith("NEGOTIATE"):
+                spans.append((start, e["ts"]))
+                tensors.add(pid)
+    spans.sort()
+    total, cur_s, cur_e = 0.0, None, None
+    for s_, t in spans:
+        if cur_e is None or s_ > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = s_, t
+        else:
+            cur_e = max(cur_e, t)
+    if cur_e is not None:
+        total += cur_e - cur_s
+    return {"comm_seconds": total / 1e6, "tensors": len(tensors), "activities": len(spans)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split(
+        "\n")[0])
+    parser.add_argument("--suite", choices=tuple(SUITES), default="quick")
+    parser.add_argument("--np", type=int, default=2, dest="np_", help="ranks (one per core)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    args = parser.parse_args(argv)
+    suite, n = SUITES[args.suite], args.np_
+    cores = os.cpu_count() or 1
+    t_start = time.perf_counter()
+    res = {"suite": args.suite, "ranks": n, "cores": cores,
+           "command": f".venv/bin/python -m benchmarks.run --suite {args.suite} --np {n}"}
+
+    def log(msg):
+        print(f"[{time.perf_counter() - t_start:6.0f} s] {msg}", flush=True)
+
+    res["matmul_gflops"] = {"all_cores": matmul_peak(cores), "one_core": matmul_peak(1)}
+    log(f"matmul peak: {res['matmul_gflops']}")
+    res["throughput"] = []
+    for model in ("resnet50", "resnet20"):
+        if model not in suite:
+            continue
+        spec = suite[model]
+        flops = model_flops_per_image(model, spec["image_size"], spec["num_classes"])
+        for batch in spec["batches"]:
+            rows = {
+                "1 rank x all cores": throughput(model, batch, spec, threads=cores),
+                "1 rank x 1 core": throughput(model, batch, spec, threads=1),
+                f"{n} ranks x 1 core, lbsgd launcher": throughput(model, batch, spec, ranks=n),
+                f"{n} ranks x 1 core, plain horovodrun": throughput(
+                    model, batch, spec, ranks=n, launcher="horovodrun"),
+            }
+            base = rows["1 rank x 1 core"]["images_per_second"]
+            for setup, r in rows.items():
+                r.update(setup=setup, train_flops_per_image=flops,
+                         gflops=r["images_per_second"] * flops / 1e9)
+                r["fraction_of_peak"] = r["gflops"] / res["matmul_gflops"]["all_cores"]
+                if r["ranks"] > 1:
+                    r["weak_scaling_efficiency"] = r["images_per_second"] / (r["ranks"] * base)
+                res["throughput"].append(r)
+                log(f"{model} b{batch} {setup}: {r['images_per_second']:.2f} img/s")
+
+    o = suite["overhead"]
+    spec = suite[o["model"]]
+    res["overhead"] = throughput(o["model"], o["batch"], dict(spec, steps=o["steps"]),
+                                 threads=cores, mode="overhead",
+                                 extra_flags=(f"--rounds={o['rounds']}",))
+    log(f"overhead lbsgd/plain: {res['overhead']['overhead_ratio']:.4f}")
+
+    em = suite["exchange_model"]
+    spec = suite[em]
+    batch = spec["batches"][0]
+    # The compute-only reference: the same N-rank job with no gradient exchange, so the
+    # ranks contend for the cores and memory exactly as in the real job.
+    ref = throughput(em, batch, spec, ranks=n, exchange="none")
+    res["exchange_reference"] = ref
+    log(f"exchange none (compute only): {ref['seconds_per_step']:.3f} s/step")
+    res["exchanges"] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for exchange in ("grouped", "per_tensor", "reducescatter"):
+            timeline = os.path.join(tmp, f"timeline_{exchange}.json")
+            r = throughput(em, batch, spec, ranks=n, exchange=exchange, timeline=timeline)
+            steps = spec["steps"] + spec["warmup"]
+            comm = timeline_comm_seconds(timeline)
+            r.update(comm_seconds_per_step=comm["comm_seconds"] / steps,
+                     timeline_tensors=comm["tensors"],
+                     compute_seconds_per_step=ref["seconds_per_step"])
+            r["exposed_comm_seconds_per_step"] = max(
+                0.0, r["seconds_per_step"] - ref["seconds_per_step"])
+            res["exchanges"].append(r)
+            log(f"exchange {exchange}: {r['seconds_per_step']:.3f} s/step, comm "
+                f"{r['comm_seconds_per_step']:.3f} s/step, exposed "
+                f"{r['exposed_comm_seconds_per_step']:.3f}")
+
+    bm = suite["bf16_model"]
+    spec = suite[bm]
+    batch = spec["batches"][0]
+    res["bf16"] = {dtype: throughput(bm, batch, spec, threads=cores, dtype=dtype)
+                   for dtype in ("float32", "mixed_bfloat16")}
+    res["bf16"]["ratio"] = (res["bf16"]["mixed_bfloat16"]["images_per_second"] /
+                            res["bf16"]["float32"]["images_per_second"])
+    log(f"bf16/fp32 throughput: {res['bf16']['ratio']:.3f}")
+    res["seconds"] = time.perf_counter() - t_start
+
+    sys.path.insert(0, ROOT)
+    from lbsgd import checkpoint as ckpt
+    os.makedirs(args.out, exist_ok=True)
+    ckpt.atomic_write_json(os.path.join(args.out, f"{args.suite}.json"), res)
+    text = report(res)
+    ckpt.atomic_write_text(os.path.join(args.out, f"{args.suite}.md"), text)
+    plot(res, os.path.join(args.out, f"{args.suite}.png"))
+    print(text)
+    return 0
+
+
+def report(res: dict) -> str:
+    n = res["ranks"]
+    mm = res["matmul_gflops"]
+    lines = [f"# lbsgd benchmarks, suite `{res['suite']}` ({res['cores']} cores)", "",
+             f"Command: `{res['command']}` — {res['seconds'] / 60:.1f} min, every number from "
+             "this one run.", "",
+             f"Dense fp32 matmul peak: {mm['all_cores']:.0f} GFLOP/s on all cores, "
+             f"{mm['one_core']:.0f} on one.", "",
+             "## Throughput and scaling", "",
+             "| model | local batch | setup | img/s | s/step | weak-scaling eff. | GFLOP/s | "
+             "of peak |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in res["throughput"]:
+        eff = f"{100 * r['weak_scaling_efficiency']:.0f}%" if "weak_scaling_efficiency" in r \
+            else ""
+        lines.append(f"| {r['model']} | {r['local_batch']} | {r['setup']} | "
+                     f"{r['images_per_second']:.2f} | {r['seconds_per_step']:.3f} | {eff} | "
+                     f"{r['gflops']:.0f} | {100 * r['fraction_of_peak']:.0f}% |")
+    lines += ["", "Ratios (same run):"]
+    for model in sorted({r["model"] for r in res["throughput"]}):
+        for r in res["throughput"]:
+            if r["model"] == model and r["ranks"] > 1:
+                lines.append(f"* {model} b{r['local_batch']}, {r['setup']}: weak-scaling "
+                             f"efficiency {100 * r['weak_scaling_efficiency']:.1f}%")
+    o = res["overhead"]
+    lines += [f"* lbsgd stack / plain Keras fit ({o['model']}, b{o['local_batch']}, one process, "
+              f"median of {len(o['rounds']['plain'])} alternating rounds): step time ratio "
+              f"**{o['overhead_ratio']:.4f}** ({100 * (o['overhead_ratio'] - 1):+.1f}%)",
+              f"* bf16 / fp32 throughput ({res['bf16']['float32']['model']}, 1 rank x all "
+              f"cores): **{res['bf16']['ratio']:.3f}** "
+              f"({res['bf16']['mixed_bfloat16']['images_per_second']:.2f} vs "
+              f"{res['bf16']['float32']['images_per_second']:.2f} img/s)", "",
+              f"## Gradient exchanges ({res['exchanges'][0]['model']}, {n} ranks x 1 core, "
+              f"local batch {res['exchanges'][0]['local_batch']})", "",
+              "| exchange | s/step | comm s/step (timeline) | exposed comm s/step | overlapped |",
+              "| --- | --- | --- | --- | --- |"]
+    for r in res["exchanges"]:
+        comm, exposed = r["comm_seconds_per_step"], r["exposed_comm_seconds_per_step"]
+        hidden = f"{100 * max(0.0, 1 - exposed / comm):.0f}%" if comm > 0 else ""
+        lines.append(f"| {r['exchange']} | {r['seconds_per_step']:.3f} | {comm:.3f} | "
+                     f"{exposed:.3f} | {hidden} |")
+    lines += ["", f"Exposed = step time minus the step time of the same {n}-rank job with no "
+              f"gradient exchange ({res['exchange_reference']['seconds_per_step']:.3f} s/step: "
+              "same contention, no communication); comm = union of the collective activities "
+              "in Horovod's timeline (after negotiation), per step; overlapped = 1 - "
+              "exposed / comm."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(res: dict, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = res["throughput"]
+    groups = sorted({(r["model"], r["local_batch"]) for r in rows})
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
+    for ax, (model, batch) in zip(axes[0], groups):
+        sel = [r for r in rows if r["model"] == model and r["local_batch"] == batch]
+        ax.bar(range(len(sel)), [r["images_per_second"] for r in sel],
+               color=["tab:gray", "tab:blue", "tab:green", "tab:red"][:len(sel)])
+        ax.set_xticks(range(len(sel)))
+        ax.set_xticklabels([r["setup"].replace(", ", "\n") for r in sel], fontsize=7)
+        ax.set_ylabel("images/s")
+        ax.set_title(f"{model}, local batch {batch}", fontsize=9)
+        for i, r in enumerate(sel):
+            label = f"{r['images_per_second']:.1f}"
+            if "weak_scaling_efficiency" in r:
+                label += f"\n{100 * r['weak_scaling_efficiency']:.0f}%"
+            ax.text(i, r["images_per_second"], label, ha="center", va="bottom", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Plots of schedules, runs and collapsed ensembles (Codreanu et al. Figures 3-4, Table XI;
+Lee et al. Figures 2-3, 5-6).
+
+* :func:`schedule_timeline`: LR, weight decay, augmentation and phases of
+  any config over its epochs, before training (only the schedule objects are
+  evaluated), with snapshot epochs marked.
+* :func:`run_curves`: a run directory's `history.csv` (loss, validation
+  metric, LR, batch size, theta) with phase changes and batch growths marked.
+* :func:`ensemble_table` / :func:`ensemble_plot`: per-snapshot and ensemble
+  accuracy from a run's `ensemble.json` (Table XI style).
+
+`python -m lbsgd.plot RUN_DIR` writes the run's figures as PNG files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+
+IMAGENET_TRAIN = 1_281_167
+
+
+def _plt():
+    import matplotlib
+    if not os.environ.get("MPLBACKEND") and matplotlib.get_backend().lower() not in (
+            "module://matplotlib_inline.backend_inline", "inline"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def num_train_examples(data_cfg) -> int:
+    """Training-set size a data config implies, without loading the data."""
+    if data_cfg.name == "imagenet2012":
+        return IMAGENET_TRAIN
+    if data_cfg.name == "cifar10":
+        return 50_000
+    if data_cfg.name == "digits":
+        return 1797 - int(round(1797 * data_cfg.validation_fraction))
+    if data_cfg.name in ("synthetic", "phantom"):
+        return data_cfg.num_train
+    raise ValueError(f"Argument `steps_per_epoch` is needed for data.name={data_cfg.name!r} "
+                     "(its size is only known once loaded).")
+
+
+def schedule_values(cfg, points_per_epoch: int = 20, steps_per_epoch: int | None = None):
+    """(epochs, lr, weight decay per point, plan) of a config's schedule.
+
+    Epochs are fractional (points_per_epoch per epoch); weight decay follows
+    the per-epoch plan (lbsgd.recipe.build_plan).
+    """
+    from lbsgd import data, recipe, schedules
+
+    spe = steps_per_epoch or data.steps_per_epoch(num_train_examples(cfg.data), cfg.batch_size)
+    plan = recipe.build_plan(cfg)
+    epochs = np.arange(cfg.epochs * points_per_epoch + 1) / points_per_epoch
+    if cfg.adaptive.enabled:  # the controller sets the LR at run time: show mu0
+        lr0 = schedules.linear_scaling(cfg.optimizer.base_lr, cfg.batch_size,
+                                       cfg.optimizer.reference_batch, cfg.optimizer.max_lr)
+        lr = np.full(epochs.shape, lr0)
+    else:
+        sched = schedules.build_schedule(cfg.optimizer, cfg.schedule, cfg.batch_size, spe,
+                                         cfg.epochs)
+        import keras
+        lr = keras.ops.convert_to_numpy(sched(np.round(epochs * spe).astype("int64")))
+    idx = np.minimum(np.floor(epochs).astype(int), cfg.epochs - 1)
+    wd = np.array([plan[i].weight_decay for i in idx])
+    return epochs, np.asarray(lr, np.float64), wd, plan
+
+
+def schedule_timeline(cfg, ax=None, points_per_epoch: int = 20,
+                      steps_per_epoch: int | None = None, title: str | None = None):
+    """Draws a config's LR (left axis), weight decay (right axis), collapse phases
+    (shaded: augmentation off) and snapshot epochs (dotted). Returns the figure."""
+    plt = _plt()
+    epochs, lr, wd, plan = schedule_values(cfg, points_per_epoch, steps_per_epoch)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5))
+    ax.plot(epochs, lr, color="tab:blue", label="learning rate")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate", color="tab:blue")
+    for p in plan:
+        if not p.augment:
+            ax.axvspan(p.epoch, p.epoch + 1, color="tab:orange", alpha=0.12, lw=0)
+        if p.snapshot:
+            ax.axvline(p.epoch + 1, color="k", ls=":", lw=0.8)
+    ax2 = ax.twinx()
+    ax2.step(epochs, wd, where="post", color="tab:red", lw=1.2, label="weight decay")
+    ax2.set_ylabel("weight decay", color="tab:red")
+    ax2.set_ylim(0, max(wd.max() * 1.3, 1e-12))
+    snaps = [p.epoch + 1 for p in plan if p.snapshot]
+    ax.set_title(title or f"{cfg.name}: batch {cfg.batch_size}, {cfg.epochs} epochs"
+                 + (f"; snapshots at {snaps}" if snaps else ""), fontsize=9)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def read_history(run_dir: str) -> list[dict]:
+    """history.csv rows, numbers as floats (empty cells dropped)."""
+    with open(os.path.join(run_dir, "history.csv")) as f:
+        rows = []
+        for r in csv.DictReader(f):
+            row = {}
+            for k, v in r.items():
+                if v == "":
+                    continue
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+            rows.append(row)
+    return rows
+
+
+def run_curves(run_dir: str, fig=None):
+    """A run's curves: training/validation loss, validation metric, LR, batch size and
+    theta (the panels the history has), with phase changes and batch growths marked."""
+    plt = _plt()
+    rows = read_history(run_dir)
+    if not rows:
+        raise ValueError(f"Argument `run_dir` has an empty history.csv. Received: {run_dir!r}")
+    epochs = [r["epoch"] for r in rows]
+    metric = "val_psnr" if "val_psnr" in rows[0] else "val_accuracy"
+    panels = [("loss", ["loss", "val_loss"]), (metric, [metric]),
+              ("learning rate", ["learning_rate"]), ("batch size", ["batch_size"]),
+              ("theta", ["theta"])]
+    panels = [(t, [k for k in keys if any(k in r for r in rows)]) for t, keys in panels]
+    if len({r.get("batch_size") for r in rows}) == 1:
+        panels = [p for p in panels if p[0] != "batch size"]  # constant: nothing to show
+    panels = [(t, keys) for t, keys in panels if keys]
+    if fig is None:
+        fig, axes = plt.subplots(len(panels), 1, figsize=(7, 1.9 * len(panels)), sharex=True)
+    else:
+        axes = fig.subplots(len(panels), 1, sharex=True)
+    axes = np.atleast_1d(axes)
+    changes = [rows[i]["epoch"] - 0.5 for i in range(1, len(rows))
+               if rows[i].get("phase") != rows[i - 1].get("phase")
+               or rows[i].get("batch_size") != rows[i - 1].get("batch_size")]
+    for ax, (title, keys) in zip(axes, panels):
+        for k in keys:
+            ax.plot(epochs, [r.get(k, np.nan) for r in rows], marker=".", label=k)
+        for c in changes:
+            ax.axvline(c, color="gray", ls=":", lw=0.8)
+        ax.set_ylabel(title, fontsize=8)
+        if len(keys) > 1:
+            ax.legend(fontsize=7)
+    axes[-1].set_xlabel("epoch")
+    axes[0].set_title(f"{os.path.basename(os.path.normpath(run_dir))} (dotted: phase change "
+                      "or batch growth)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def ensemble_table(run_dir: str) -> str:
+    """Table XI-style text of a run's ensemble.json."""
+    from lbsgd import ensemble
+    with open(os.path.join(run_dir, ensemble.ENSEMBLE_NAME)) as f:
+        return ensemble.format_table(json.load(f))
+
+
+def ensemble_plot(run_dir: str, ax=None):
+    """Top-1 of each snapshot (by epoch) and of their softmax-averaged ensemble."""
+    from lbsgd import ensemble
+    plt = _plt()
+    with open(os.path.join(run_dir, ensemble.ENSEMBLE_NAME)) as f:
+        result = json.load(f)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3))
+    names = [f"epoch {r['epoch']}" for r in result["snapshots"]] + ["ensemble"]
+    top1 = [100 * r["top1"] for r in result["snapshots"]] + [100 * result["ensemble"]["top1"]]
+    colors = ["tab:blue"] * len(result["snapshots"]) + ["tab:green"]
+    ax.bar(names, top1, color=colors)
+    lo = min(top1)
+    ax.set_ylim(max(0, lo - 2 * (max(top1) - lo) - 0.5), min(100, max(top1) + 0.5))
+    for i, v in enumerate(top1):
+        ax.text(i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("top-1 %")
+    ax.set_title("collapsed ensemble: snapshots and their softmax average", fontsize=9)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -1,0 +1,55 @@
+"""Benchmarks: the timeline parser on a known trace, and a smoke run of the suite (a few
+steps; speed itself is measured by `python -m benchmarks.run`, never asserted here)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, launch_env
+from benchmarks import run as bench
+
+
+def test_timeline_union_of_collective_activities(tmp_path):
+    trace = [
+        {"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "grad_a"}},
+        {"ph": "B", "name": "NEGOTIATE_ALLREDUCE", "ts": 0, "pid": 1},
+        {"ph": "X", "name": "0", "ts": 1, "pid": 1, "dur": 0},
+        {"ph": "E", "ts": 100, "pid": 1},
+        {"ph": "B", "name": "ALLREDUCE", "ts": 100, "pid": 1},
+        {"ph": "B", "name": "MPI_ALLREDUCE", "ts": 110, "pid": 1},
+        {"ph": "E", "ts": 250, "pid": 1},
+        {"ph": "E", "ts": 300, "pid": 1},                      # grad_a: 100-300
+        {"ph": "B", "name": "ALLREDUCE", "ts": 200, "pid": 2},
+        {"ph": "E", "ts": 400, "pid": 2},                      # grad_b: 200-400 (overlaps)
+        {"ph": "B", "name": "ALLREDUCE", "ts": 1000, "pid": 3},
+        {"ph": "E", "ts": 1050, "pid": 3},                     # grad_c: 1000-1050
+    ]
+    path = tmp_path / "timeline.json"
+    path.write_text(json.dumps(trace)[:-1] + ",\n")           # as Horovod leaves it: unclosed
+    out = bench.timeline_comm_seconds(str(path))
+    assert out["comm_seconds"] == pytest.approx((300 + 50) * 1e-6)
+    assert out["tensors"] == 3 and out["activities"] == 3
+
+
+def test_smoke_suite_runs_end_to_end(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--suite", "smoke",
+                           "--out", str(tmp_path)], cwd=ROOT, env=launch_env(),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.load(open(tmp_path / "smoke.json"))
+    setups = [r["setup"] for r in res["throughput"]]
+    assert setups == ["1 rank x all cores", "1 rank x 1 core", "2 ranks x 1 core, lbsgd launcher",
+                      "2 ranks x 1 core, plain horovodrun"]
+    assert all(r["images_per_second"] > 0 for r in res["throughput"])
+    assert [r["exchange"] for r in res["exchanges"]] == ["grouped", "per_tensor", "reducescatter"]
+    assert all(r["comm_seconds_per_step"] > 0 and r["timeline_tensors"] > 0
+               for r in res["exchanges"])
+    assert res["exchange_reference"]["exchange"] == "none"
+    assert res["overhead"]["overhead_ratio"] > 0 and res["bf16"]["ratio"] > 0
+    assert res["matmul_gflops"]["all_cores"] > 0
+    for ext in ("md", "png"):
+        assert os.path.getsize(tmp_path / f"smoke.{ext}") > 500
+    assert "weak-scaling efficiency" in proc.stdout
