@@ -27,6 +27,7 @@ OPTIMIZERS = ("sgd", "adam")
 DECAYS = ("poly", "steps", "constant")
 SCHEDULE_KINDS = ("standard", "collapsed_ensemble")
 EXCHANGES = ("grouped", "per_tensor", "reducescatter")
+COMPRESSIONS = ("none", "fp16")
 AUGMENTATIONS = ("none", "crop", "scale_aspect")
 
 
@@ -142,6 +143,9 @@ class OptimizerConfig:
       weight_decay: Caffe-style L2 coefficient (paper: 1e-4 standard, 5e-5
         before the collapse).
       exchange: gradient exchange "grouped", "per_tensor" or "reducescatter".
+      compression: wire format of the exchanged gradients: "none" (their own
+        dtype) or "fp16" (float32 gradients sent as float16, half the bytes,
+        rounded to ~3 significant digits).
       momentum_correction: scale the SGD velocity by lr_new / lr_old when the
         LR changes (Goyal et al., adopted by Codreanu et al. II).
     """
@@ -153,6 +157,7 @@ class OptimizerConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-5
     exchange: str = "grouped"
+    compression: str = "none"
     momentum_correction: bool = True
 
     def __post_init__(self):
@@ -167,6 +172,7 @@ class OptimizerConfig:
         _require(self.weight_decay >= 0, "optimizer.weight_decay", self.weight_decay,
                  "must be >= 0")
         _one_of("optimizer.exchange", self.exchange, EXCHANGES)
+        _one_of("optimizer.compression", self.compression, COMPRESSIONS)
 
 
 @dataclasses.dataclass

@@ -26,6 +26,9 @@ import tensorflow as tf
 from lbsgd import runtime
 
 GRADIENT_EXCHANGES = ("grouped", "per_tensor", "reducescatter")
+# Wire format of the exchanged gradients: "none" sends them in their own dtype,
+# "fp16" halves the bytes of float32 gradients (cast before, back after).
+GRADIENT_COMPRESSIONS = ("none", "fp16")
 
 
 def _hvd():
@@ -46,7 +49,7 @@ def collective_calls(num_tensors: int, exchange: str, num_dtypes: int = 1) -> in
     return {"grouped": 1, "per_tensor": num_tensors, "reducescatter": 2 * num_dtypes}[exchange]
 
 
-def average_gradients(grads, exchange: str = "grouped"):
+def average_gradients(grads, exchange: str = "grouped", compression: str = "none"):
     """Averages a list of gradients over all ranks (None entries pass through).
 
     Args:
@@ -55,15 +58,24 @@ def average_gradients(grads, exchange: str = "grouped"):
         (one allreduce per gradient, fused by Horovod's background thread) or
         "reducescatter" (Lee et al. IV-B: reduce-scatter then allgather of a
         flat buffer).
+      compression: "none", or "fp16" to send float32 gradients as float16
+        (half the bytes; Horovod sums them in float16, so gradients are
+        rounded to ~3 significant digits and must stay below 65504 / ranks).
     """
     if exchange not in GRADIENT_EXCHANGES:
         raise ValueError(f"Argument `exchange` must be one of {GRADIENT_EXCHANGES}. "
                          f"Received: exchange={exchange!r}")
+    if compression not in GRADIENT_COMPRESSIONS:
+        raise ValueError(f"Argument `compression` must be one of {GRADIENT_COMPRESSIONS}. "
+                         f"Received: compression={compression!r}")
     if _size() == 1:
         return list(grads)
     hvd = _hvd()
     present = [i for i, g in enumerate(grads) if g is not None]
     tensors = [tf.convert_to_tensor(grads[i]) for i in present]
+    dtypes = [t.dtype for t in tensors]
+    if compression == "fp16":
+        tensors = [tf.cast(t, tf.float16) if t.dtype == tf.float32 else t for t in tensors]
     if exchange == "grouped":
         reduced = hvd.grouped_allreduce(tensors, op=hvd.Average)
     elif exchange == "per_tensor":
@@ -71,8 +83,8 @@ def average_gradients(grads, exchange: str = "grouped"):
     else:
         reduced = _reducescatter_allgather(tensors, hvd)
     out = list(grads)
-    for i, r in zip(present, reduced):
-        out[i] = r
+    for i, r, dtype in zip(present, reduced, dtypes):
+        out[i] = r if r.dtype == dtype else tf.cast(r, dtype)
     return out
 
 
@@ -115,13 +127,18 @@ class _DistributedMixin:
     """
 
     _lbsgd_exchange = "grouped"
+    _lbsgd_compression = "none"
     _lbsgd_momentum_correction = False
 
     def _lbsgd_setup(self, exchange: str, weight_decay: float, decay_filter,
-                     momentum_correction: bool = False):
+                     momentum_correction: bool = False, compression: str = "none"):
         if exchange not in GRADIENT_EXCHANGES:
             raise ValueError(f"Argument `exchange` must be one of {GRADIENT_EXCHANGES}. "
                              f"Received: exchange={exchange!r}")
+        if compression not in GRADIENT_COMPRESSIONS:
+            raise ValueError(f"Argument `compression` must be one of "
+                             f"{GRADIENT_COMPRESSIONS}. Received: compression={compression!r}")
+        self._lbsgd_compression = compression
         if weight_decay < 0:
             raise ValueError("Argument `weight_decay` must be >= 0. "
                              f"Received: weight_decay={weight_decay}")
@@ -144,10 +161,11 @@ class _DistributedMixin:
     def apply(self, grads, trainable_variables=None):
         grads = list(grads)
         if _size() > 1:
-            present = [g for g in grads if g is not None]
+            wire = {(tf.float16 if self._lbsgd_compression == "fp16" and g.dtype == tf.float32
+                     else g.dtype) for g in grads if g is not None}
             self.collective_calls.assign_add(collective_calls(
-                len(present), self._lbsgd_exchange, len({g.dtype for g in present})))
-        grads = average_gradients(grads, self._lbsgd_exchange)
+                sum(g is not None for g in grads), self._lbsgd_exchange, len(wire)))
+        grads = average_gradients(grads, self._lbsgd_exchange, self._lbsgd_compression)
         variables = (list(trainable_variables) if trainable_variables is not None
                      else list(self._trainable_variables))
         wd = self.l2_weight_decay
@@ -172,6 +190,10 @@ class _DistributedMixin:
     def gradient_exchange(self) -> str:
         return self._lbsgd_exchange
 
+    @property
+    def gradient_compression(self) -> str:
+        return self._lbsgd_compression
+
 
 def default_decay_filter(variable) -> bool:
     """Decay convolution and dense kernels; not biases or BN gamma/beta."""
@@ -182,7 +204,8 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
                          exchange: str = "grouped",
                          weight_decay: float = 0.0,
                          decay_filter=None,
-                         momentum_correction: bool = False) -> keras.optimizers.Optimizer:
+                         momentum_correction: bool = False,
+                         compression: str = "none") -> keras.optimizers.Optimizer:
     """Wraps a Keras 3 optimizer so its updates use gradients averaged over all ranks.
 
     Works for any Keras 3 optimizer: returns an instance of a subclass of the
@@ -197,6 +220,8 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
         (default: tensors of rank > 1, i.e. kernels).
       momentum_correction: scale the velocity by lr_t / lr_{t-1} (for
         optimizers with a `momentum` > 0, i.e. SGD; ignored otherwise).
+      compression: wire format of the exchanged gradients, "none" or "fp16"
+        (float32 gradients sent as float16: half the bytes).
     """
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         raise TypeError("Argument `optimizer` must be a keras.optimizers.Optimizer. "
@@ -209,7 +234,8 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
         base = next(c for c in base.__mro__[1:] if not issubclass(c, _DistributedMixin))
     cls = type(f"Distributed{base.__name__}", (_DistributedMixin, base), {})
     wrapped = cls.from_config(optimizer.get_config())
-    wrapped._lbsgd_setup(exchange, weight_decay, decay_filter, momentum_correction)
+    wrapped._lbsgd_setup(exchange, weight_decay, decay_filter, momentum_correction,
+                         compression)
     return wrapped
 
 

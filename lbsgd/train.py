@@ -97,7 +97,8 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
         base_opt = keras.optimizers.Adam(learning_rate)
     optimizer = distributed.DistributedOptimizer(
         base_opt, exchange=cfg.optimizer.exchange, weight_decay=plan[0].weight_decay,
-        momentum_correction=cfg.optimizer.momentum_correction)
+        momentum_correction=cfg.optimizer.momentum_correction,
+        compression=cfg.optimizer.compression)
     if cfg.task == "restoration":
         loss, metrics = "mean_absolute_error", [models.PSNR()]
     else:

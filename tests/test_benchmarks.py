@@ -44,7 +44,9 @@ def test_smoke_suite_runs_end_to_end(tmp_path):
     assert setups == ["1 rank x all cores", "1 rank x 1 core", "2 ranks x 1 core, lbsgd launcher",
                       "2 ranks x 1 core, plain horovodrun"]
     assert all(r["images_per_second"] > 0 for r in res["throughput"])
-    assert [r["exchange"] for r in res["exchanges"]] == ["grouped", "per_tensor", "reducescatter"]
+    assert [(r["exchange"], r["compression"]) for r in res["exchanges"]] == [
+        ("grouped", "none"), ("per_tensor", "none"), ("reducescatter", "none"),
+        ("grouped", "fp16")]
     assert all(r["comm_seconds_per_step"] > 0 and r["timeline_tensors"] > 0
                for r in res["exchanges"])
     assert res["exchange_reference"]["exchange"] == "none"

@@ -15,6 +15,7 @@ from lbsgd import config as C
     (lambda: C.DataConfig(name="imagenett"), "data.name", "'imagenett'"),
     (lambda: C.OptimizerConfig(base_lr=-0.1), "optimizer.base_lr", "-0.1"),
     (lambda: C.OptimizerConfig(exchange="ring"), "optimizer.exchange", "'ring'"),
+    (lambda: C.OptimizerConfig(compression="int8"), "optimizer.compression", "'int8'"),
     (lambda: C.ModelConfig(bn_moving_average_fraction=1.5),
      "model.bn_moving_average_fraction", "1.5"),
     (lambda: C.TrainConfig.from_dict({"data": {"name": "imagenett"}}), "data.name",

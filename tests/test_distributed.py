@@ -30,6 +30,13 @@ def test_averaged_gradient_equals_concatenated_batch(checks, exchange):
     assert checks[f"grad_max_abs_err_{exchange}"] < 1e-6
 
 
+@pytest.mark.parametrize("exchange", ["grouped", "per_tensor", "reducescatter"])
+def test_fp16_compressed_average_is_rounded_not_wrong(checks, exchange):
+    assert checks[f"fp16_dtypes_{exchange}"] == ["float32"]      # cast back after the exchange
+    assert checks[f"fp16_max_abs_err_{exchange}"] > 0.0         # really sent as float16
+    assert checks[f"fp16_max_excess_{exchange}"] <= 0.0   # |err| <= 2e-3 mean|g_rank| + 1e-7
+
+
 def test_logged_metrics_are_global(checks):
     # rank 0: 12 train / 10 val samples all right; rank 1: 3 of 12 train right, 0 of 5 val.
     assert checks["local_val_accuracy"] == [1.0, 0.0]

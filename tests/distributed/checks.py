@@ -86,6 +86,24 @@ def check_gradient_average(rt, out):
             np.max(np.abs(a.numpy() - f.numpy())) for a, f in zip(avg, full)))
         out[f"grad_max_abs_{exchange}"] = float(max(np.max(np.abs(f.numpy())) for f in full))
 
+        @tf.function
+        def averaged_fp16(x, y):
+            return distributed.average_gradients(grads_on(x, y), exchange, compression="fp16")
+
+        avg16 = averaged_fp16(tf.constant(x_all[local]), tf.constant(y_all[local]))
+        out[f"fp16_dtypes_{exchange}"] = sorted({a.dtype.name for a in avg16})
+        out[f"fp16_max_abs_err_{exchange}"] = float(max(
+            np.max(np.abs(a.numpy() - f.numpy())) for a, f in zip(avg16, full)))
+        # float16 keeps 11 significant bits: each rank's gradient is rounded to
+        # 2^-11 of itself and the float16 sum to 2^-11 of the partial sums, so
+        # |err| <= 2e-3 * mean(|g_rank|) (+ a floor for float16 subnormals).
+        halves = [grads_on(tf.constant(x_all[k * 8:(k + 1) * 8]),
+                           tf.constant(y_all[k * 8:(k + 1) * 8])) for k in range(2)]
+        out[f"fp16_max_excess_{exchange}"] = float(max(
+            np.max(np.abs(a.numpy() - f.numpy())
+                   - (2e-3 * (np.abs(h0.numpy()) + np.abs(h1.numpy())) / 2 + 1e-7))
+            for a, f, h0, h1 in zip(avg16, full, *halves)))
+
 
 def check_metric_average(rt, out):
     """Logged epoch metrics equal the global ones, with uneven validation shards."""
