@@ -13,10 +13,11 @@ Measures on synthetic data, every number in this one run:
   * achieved GFLOP/s (3 x forward FLOPs per image) as a fraction of the peak;
   * lbsgd's stack (DistributedOptimizer + callbacks) against a plain Keras
     fit of the same model in one process (overhead ratio);
-  * the three gradient exchanges (grouped, per_tensor, reducescatter) on N
-    ranks: step time, Horovod-timeline communication time, and the exposed
-    (not overlapped) part = step time - step time of the same N-rank job
-    without any gradient exchange;
+  * the three gradient exchanges (grouped, per_tensor, reducescatter), and
+    grouped with the fp16 wire format, on N ranks: step time, Horovod-
+    timeline communication time, and the exposed (not overlapped) part =
+    step time - step time of the same N-rank job without any gradient
+    exchange;
   * bf16 mixed precision against fp32 (throughput ratio).
 
 Writes benchmarks/results/<suite>.json, <suite>.md and <suite>.png.
