@@ -37,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
 
 SUITES = {
-    "quick": {"resnet50": dict(image_size=224, num_classes=1000, batches=[8], steps=5,
+    "quick": {"resnet50": dict(image_size=224, num_classes=1000, batches=[8], steps=6,
                                warmup=2),
               "resnet20": dict(image_size=32, num_classes=10, batches=[64], steps=20,
                                warmup=3),

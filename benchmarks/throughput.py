@@ -1,8 +1,8 @@
 """Training throughput of one job through lbsgd's stack, on synthetic data (Codreanu et al. V-A).
 
 Run under any launcher; rank 0 prints one JSON line with images/s and
-seconds per step over the timed steps (after warm-up steps that include
-tracing):
+seconds per step (the median of the timed steps, after warm-up steps that
+include tracing):
 
     launch/run.sh -np 2 python -m benchmarks.throughput --model=resnet50 --local_batch=8
 
@@ -76,7 +76,8 @@ def _step_times(model, callbacks, ds, steps, warmup):
 
 
 def _timed_fit(model, callbacks, ds, steps, warmup):
-    return float(np.mean(_step_times(model, callbacks, ds, steps, warmup)))
+    # The median step: this shared host stalls single steps by up to +60%.
+    return float(np.median(_step_times(model, callbacks, ds, steps, warmup)))
 
 
 def main(_):
