@@ -50,6 +50,7 @@ def test_smoke_suite_runs_end_to_end(tmp_path):
     assert all(r["comm_seconds_per_step"] > 0 and r["timeline_tensors"] > 0
                for r in res["exchanges"])
     assert res["exchange_reference"]["exchange"] == "none"
+    assert len(res["exchange_reference"]["seconds_per_step_runs"]) == 2   # before and after
     assert res["overhead"]["overhead_ratio"] > 0 and res["bf16"]["ratio"] > 0
     assert res["matmul_gflops"]["all_cores"] > 0
     for ext in ("md", "png"):
