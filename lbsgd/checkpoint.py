@@ -111,15 +111,8 @@ def save_weights(path: str, model: keras.Model, meta: dict) -> None:
 
 def load_weights(path: str, model: keras.Model) -> dict:
     """Restores variables saved by :func:`save_weights`; returns the metadata."""
-    variables = list(model.variables)
-    with np.load(path) as z:
-        count = sum(1 for k in z.files if k.startswith("model/"))
-        if count != len(variables):
-            raise ValueError(f"Snapshot {path!r} holds {count} model variables, the model has "
-                             f"{len(variables)}: was it made by another config?")
-        for i, v in enumerate(variables):
-            v.assign(z[f"model/{i}"])
-        return json.loads(bytes(z["meta"]).decode("utf-8"))
+    load_model_variables(path, model)
+    return read_meta(path)
 
 
 def read_meta(path: str) -> dict:
