@@ -142,8 +142,86 @@ def format_report(report) -> str:
     return "\n".join(lines)
 
 
+# Horovod's small-allreduce latency measured on this host kind, 2 ranks: ~1 ms = 2 alpha.
+DEFAULT_ALPHA = 5e-4
+GRADIENT_BYTES = {"resnet50": RESNET50_GRADIENT_BYTES}
+
+
+def machine_model(results: dict, alpha: float = DEFAULT_ALPHA, beta: float | None = None,
+                  num_train: int = IMAGENET_TRAIN) -> tuple[ScalingModel, dict]:
+    """The model of the machine a `benchmarks.run` result file measured.
+
+    t_sample = the 1 rank x 1 core step time / local batch (t0 = 0); beta from
+    the grouped exchange's communication time per step in Horovod's timeline
+    (c = 2(P-1) alpha + 2(P-1)/P M / beta), unless given; no overlap (a
+    grouped allreduce runs after backprop). Returns the model and the check
+    against the same run's N-rank launcher throughput.
+    """
+    ex = [r for r in results.get("exchanges", [])
+          if r["exchange"] == "grouped" and r.get("compression", "none") == "none"]
+    if not ex or ex[0]["model"] not in GRADIENT_BYTES:
+        raise ValueError("Argument `results` must hold a grouped-exchange row of a model in "
+                         f"{sorted(GRADIENT_BYTES)}. Received: exchanges of "
+                         f"{[r['model'] for r in results.get('exchanges', [])]}")
+    ex = ex[0]
+    name, b, p = ex["model"], ex["local_batch"], ex["ranks"]
+    rows = {r["setup"]: r for r in results["throughput"]
+            if r["model"] == name and r["local_batch"] == b}
+    one = rows["1 rank x 1 core"]
+    t_sample = one["seconds_per_step"] / b
+    m_bytes = GRADIENT_BYTES[name]
+    if beta is None:
+        bandwidth_seconds = ex["comm_seconds_per_step"] - 2 * (p - 1) * alpha
+        if bandwidth_seconds <= 0:
+            raise ValueError(f"Argument `alpha` leaves no time for bandwidth: "
+                             f"comm {ex['comm_seconds_per_step']:.4f} s <= 2(P-1) alpha. "
+                             f"Received: alpha={alpha}")
+        beta = 2 * (p - 1) / p * m_bytes / bandwidth_seconds
+    model = ScalingModel.from_machine(0.0, t_sample, m_bytes, alpha, beta, num_train=num_train)
+    measured = [r for k, r in rows.items() if k.endswith("lbsgd launcher")][0]
+    check = {"model": name, "local_batch": b, "workers": p, "t_sample": t_sample,
+             "alpha": alpha, "beta": beta,
+             "measured_images_per_second": measured["images_per_second"],
+             "predicted_images_per_second": model.images_per_second(b, p)}
+    check["error"] = (check["predicted_images_per_second"] /
+                      check["measured_images_per_second"] - 1)
+    return model, check
+
+
+def _print_machine(path: str, alpha: float, beta: float | None) -> None:
+    import json
+    with open(path) as f:
+        model, c = machine_model(json.load(f), alpha, beta)
+    print(f"This machine ({path}): {c['model']}, local batch {c['local_batch']}: "
+          f"t_sample = {c['t_sample'] * 1e3:.0f} ms (1 rank x 1 core), alpha = "
+          f"{c['alpha'] * 1e3:.2f} ms, beta = {c['beta'] / 1e9:.2f} GB/s"
+          f"{' (given)' if beta else ' (grouped allreduce in the timeline)'}")
+    print(f"  {c['workers']} ranks: predicted {c['predicted_images_per_second']:.2f} img/s, "
+          f"measured {c['measured_images_per_second']:.2f} ({100 * c['error']:+.1f}%)")
+    b = c["local_batch"]
+    print(f"  Projection for 1-core workers at this beta (ImageNet epoch, local batch {b}):")
+    for workers in (2, 4, 16, 64, 256):
+        print(f"  {workers:>5} workers: {model.epoch_seconds(b, workers) / 3600:6.2f} h/epoch, "
+              f"weak-scaling efficiency {100 * model.efficiency(b, workers):.0f}%")
+
+
 def main(argv=None) -> int:
     """Prints the Table V hold-out report and a Table XII-style projection."""
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="python -m lbsgd.scaling",
+        description="The scaling model against Codreanu et al. Table V; with --machine, "
+                    "also the model of the machine a benchmarks.run result measured.")
+    parser.add_argument("--machine", help="a benchmarks/results/<suite>.json")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                        help="per-message latency in seconds (default %(default)s)")
+    parser.add_argument("--beta", type=float, default=None,
+                        help="bandwidth in bytes/s (default: from the result's timeline)")
+    args = parser.parse_args(argv)
+    if args.alpha < 0:
+        parser.error(f"argument --alpha must be >= 0. Received: {args.alpha}")
+    if args.beta is not None and args.beta <= 0:
+        parser.error(f"argument --beta must be > 0. Received: {args.beta}")
     model, report = holdout_report()
     print("Scaling model calibrated on 5 rows of Codreanu et al. Table V (Stampede2):")
     print(f"  t0 = {model.t0 * 1e3:.1f} ms, t_sample = {model.t_sample * 1e3:.2f} ms, "
@@ -154,6 +232,12 @@ def main(argv=None) -> int:
         cells = ", ".join(f"{100 * acc:.1f}%: {model.time_to_accuracy(32, workers, e) / 60:.0f} min"
                           for acc, e in EPOCHS_TO_TOP1.items())
         print(f"  {workers:>5} nodes: {cells}")
+    if args.machine:
+        print()
+        try:
+            _print_machine(args.machine, args.alpha, args.beta)
+        except (OSError, ValueError, KeyError) as e:
+            parser.error(f"--machine {args.machine}: {e}")
     return 0
 
 

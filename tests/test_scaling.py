@@ -44,3 +44,37 @@ def test_table_v_held_out_rows_within_15_percent():
 def test_fit_needs_enough_rows():
     with pytest.raises(ValueError, match="rows"):
         S.fit_table(S.TABLE_V[:2])
+
+
+def _bench_result(comm=0.101):
+    m = "resnet50"
+    return {"throughput": [
+        {"model": m, "local_batch": 8, "setup": "1 rank x 1 core", "seconds_per_step": 2.4,
+         "images_per_second": 8 / 2.4},
+        {"model": m, "local_batch": 8, "setup": "2 ranks x 1 core, lbsgd launcher",
+         "seconds_per_step": 2.6, "images_per_second": 16 / 2.6}],
+        "exchanges": [{"model": m, "local_batch": 8, "ranks": 2, "exchange": "grouped",
+                       "compression": "none", "comm_seconds_per_step": comm}]}
+
+
+def test_machine_model_from_a_benchmark_result():
+    model, check = S.machine_model(_bench_result(), alpha=5e-4)
+    assert check["t_sample"] == pytest.approx(0.3)
+    # 2 ranks: comm = 2 alpha + M / beta  ->  beta = M / (0.101 - 0.001)
+    assert check["beta"] == pytest.approx(S.RESNET50_GRADIENT_BYTES / 0.1)
+    assert model.step_seconds(8, 2) == pytest.approx(2.4 + 0.101)
+    assert check["predicted_images_per_second"] == pytest.approx(16 / 2.501)
+    assert check["error"] == pytest.approx((16 / 2.501) / (16 / 2.6) - 1)
+    with pytest.raises(ValueError, match="alpha=0.1"):
+        S.machine_model(_bench_result(), alpha=0.1)
+    with pytest.raises(ValueError, match="grouped-exchange row"):
+        S.machine_model({"throughput": [], "exchanges": []})
+
+
+def test_scaling_cli_with_a_machine(tmp_path, capsys):
+    import json
+    path = tmp_path / "quick.json"
+    path.write_text(json.dumps(_bench_result()))
+    assert S.main(["--machine", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Held-out rows" in out and "predicted 6.40 img/s, measured 6.15" in out
