@@ -41,12 +41,10 @@ def run_method(task: str, method: str, np_: int, runs: str) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    with open(os.path.join(run_dir, "summary.json")) as f:
-        summary = json.load(f)
-    with open(os.path.join(run_dir, "config.json")) as f:
-        config = json.load(f)
-    return {"method": method, "config": f"configs/{name}.py", "summary": summary,
-            "config_json": config, "job_wall_seconds": wall}
+    from lbsgd import report
+    run = report.load_run(run_dir)
+    return {"method": method, "config": f"configs/{name}.py", "summary": run["summary"],
+            "config_json": run["config"], "job_wall_seconds": wall}
 
 
 def table(task: str, results: list[dict], command: str) -> str:

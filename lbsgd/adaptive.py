@@ -33,9 +33,7 @@ import numpy as np
 
 from lbsgd import checkpoint as ckpt
 from lbsgd import distributed, runtime
-
-LR_SCALINGS = ("linear", "root", "none")
-LR_CONTROLS = ("none", "saturation", "fixed")
+from lbsgd.config import LR_CONTROLS, LR_SCALINGS
 
 
 def theta(cost_initial: float, cost: float, weights_initial, weights) -> float:
@@ -247,10 +245,8 @@ class ThetaMonitor(keras.callbacks.Callback):
         self.w0 = self._weights()
         self.cost_initial = _cost(self.model, self.dataset, self.loss_fn)
         if self.reference_path and rt.is_chief:
-            import io
-            buf = io.BytesIO()
-            np.savez(buf, **{f"w{i}": w for i, w in enumerate(self.w0)})
-            ckpt.atomic_write_bytes(self.reference_path, buf.getvalue())
+            ckpt.atomic_write_arrays(self.reference_path,
+                                     {f"w{i}": w for i, w in enumerate(self.w0)})
 
     def on_epoch_end(self, epoch, logs=None):
         cost = _cost(self.model, self.dataset, self.loss_fn)

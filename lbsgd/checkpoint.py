@@ -37,14 +37,20 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
-def remove_stale_temporaries(directory: str) -> None:
-    """Deletes temporary files a killed writer left in `directory` (never complete files)."""
+RUN_FILES = (CHECKPOINT_NAME, "config.json", "history.csv", "summary.json", "ensemble.json")
+
+
+def remove_stale_temporaries(directory: str, bases=RUN_FILES) -> None:
+    """Deletes temporary files a killed writer left in `directory` (never complete files).
+
+    Only temporaries of the files named in `bases`; `bases=None`: every hidden
+    file (a directory only lbsgd writes, such as snapshots/).
+    """
     if not os.path.isdir(directory):
         return
     for name in os.listdir(directory):
-        if name.startswith(".") and any(name.startswith(f".{base}.") for base in (
-                CHECKPOINT_NAME, "config.json", "history.csv", "summary.json",
-                "ensemble.json")):
+        if name.startswith(".") and (bases is None or any(
+                name.startswith(f".{base}.") for base in bases)):
             os.unlink(os.path.join(directory, name))
 
 
@@ -63,50 +69,63 @@ def _variables(model: keras.Model):
     return list(model.variables), list(opt.variables) if opt is not None else []
 
 
-def save(path: str, model: keras.Model, state: dict) -> None:
-    """Saves model and optimizer variables and a JSON-able `state`, atomically."""
-    model_vars, opt_vars = _variables(model)
-    arrays = {f"model/{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(model_vars)}
-    arrays.update({f"optimizer/{i}": keras.ops.convert_to_numpy(v.value)
-                   for i, v in enumerate(opt_vars)})
-    arrays["state"] = np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)
+def atomic_write_arrays(path: str, arrays: dict) -> None:
+    """Writes named numpy arrays as one .npz, atomically."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _write(path: str, groups: dict, json_key: str, obj) -> None:
+    """One .npz of variable groups ({prefix: variables}) and a JSON entry, atomically."""
+    arrays = {f"{prefix}/{i}": keras.ops.convert_to_numpy(v.value)
+              for prefix, variables in groups.items() for i, v in enumerate(variables)}
+    arrays[json_key] = np.frombuffer(json.dumps(obj).encode("utf-8"), dtype=np.uint8)
+    atomic_write_arrays(path, arrays)
+
+
+def _assign(z, path: str, prefix: str, variables) -> None:
+    """Assigns the `prefix/i` arrays of an open .npz to `variables`, checking count and shapes."""
+    count = sum(1 for k in z.files if k.startswith(prefix + "/"))
+    if count != len(variables):
+        raise ValueError(f"Checkpoint {path!r} holds {count} {prefix} variables, the "
+                         f"model has {len(variables)}: was it made by another config?")
+    for i, v in enumerate(variables):
+        value = z[f"{prefix}/{i}"]
+        if tuple(value.shape) != tuple(v.shape):
+            raise ValueError(f"Checkpoint {path!r}: {prefix} variable {v.path!r} has "
+                             f"shape {tuple(value.shape)}, the model {tuple(v.shape)}.")
+        v.assign(value)
+
+
+def _read_json(path: str, key: str):
+    with np.load(path) as z:
+        return json.loads(bytes(z[key]).decode("utf-8"))
+
+
+def save(path: str, model: keras.Model, state: dict) -> None:
+    """Saves model and optimizer variables and a JSON-able `state`, atomically."""
+    model_vars, opt_vars = _variables(model)
+    _write(path, {"model": model_vars, "optimizer": opt_vars}, "state", state)
 
 
 def load(path: str, model: keras.Model) -> dict:
     """Restores variables saved by :func:`save` into `model`; returns the state."""
     model_vars, opt_vars = _variables(model)
     with np.load(path) as z:
-        for prefix, variables in (("model", model_vars), ("optimizer", opt_vars)):
-            count = sum(1 for k in z.files if k.startswith(prefix + "/"))
-            if count != len(variables):
-                raise ValueError(f"Checkpoint {path!r} holds {count} {prefix} variables, the "
-                                 f"model has {len(variables)}: was it made by another config?")
-            for i, v in enumerate(variables):
-                value = z[f"{prefix}/{i}"]
-                if tuple(value.shape) != tuple(v.shape):
-                    raise ValueError(f"Checkpoint {path!r}: {prefix} variable {v.path!r} has "
-                                     f"shape {tuple(value.shape)}, the model {tuple(v.shape)}.")
-                v.assign(value)
+        _assign(z, path, "model", model_vars)
+        _assign(z, path, "optimizer", opt_vars)
         return json.loads(bytes(z["state"]).decode("utf-8"))
 
 
 def read_state(path: str) -> dict:
     """The trainer state of a checkpoint, without touching any model."""
-    with np.load(path) as z:
-        return json.loads(bytes(z["state"]).decode("utf-8"))
+    return _read_json(path, "state")
 
 
 def save_weights(path: str, model: keras.Model, meta: dict) -> None:
     """Saves the model's variables (no optimizer) and JSON `meta`, atomically (snapshots)."""
-    arrays = {f"model/{i}": keras.ops.convert_to_numpy(v.value)
-              for i, v in enumerate(model.variables)}
-    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+    _write(path, {"model": model.variables}, "meta", meta)
 
 
 def load_weights(path: str, model: keras.Model) -> dict:
@@ -117,17 +136,10 @@ def load_weights(path: str, model: keras.Model) -> dict:
 
 def read_meta(path: str) -> dict:
     """The metadata of a snapshot, without touching any model."""
-    with np.load(path) as z:
-        return json.loads(bytes(z["meta"]).decode("utf-8"))
+    return _read_json(path, "meta")
 
 
 def load_model_variables(path: str, model: keras.Model) -> None:
     """Restores only the model variables of a checkpoint or snapshot (no optimizer)."""
-    variables = list(model.variables)
     with np.load(path) as z:
-        count = sum(1 for k in z.files if k.startswith("model/"))
-        if count != len(variables):
-            raise ValueError(f"{path!r} holds {count} model variables, the model has "
-                             f"{len(variables)}: was it made by another config?")
-        for i, v in enumerate(variables):
-            v.assign(z[f"model/{i}"])
+        _assign(z, path, "model", list(model.variables))

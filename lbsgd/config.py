@@ -20,6 +20,7 @@ import typing
 
 DATASETS = ("digits", "synthetic", "folder", "cifar10", "imagenet2012", "phantom")
 RESTORATION_DATASETS = ("phantom",)
+IMAGENET_TRAIN_EXAMPLES = 1_281_167
 MODELS = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet50", "edsr")
 LR_SCALINGS = ("linear", "root", "none")
 LR_CONTROLS = ("none", "saturation", "fixed")

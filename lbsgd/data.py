@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from lbsgd.config import ConfigError, DataConfig
+from lbsgd.config import IMAGENET_TRAIN_EXAMPLES, ConfigError, DataConfig
 
 EVAL_RESIZE_RATIO = 256 / 224  # evaluate on a 224 centre crop of the 256-resized image
 
@@ -124,6 +124,17 @@ def resize_shorter_side(image, side: int):
     return tf.image.resize(image, tf.maximum(new, side), method="bilinear", antialias=True)
 
 
+def _augment(image, seed, augment_on, cfg: DataConfig, crop):
+    """Training augmentation of `cfg.augment`: "crop", or "scale_aspect" gated by
+    `augment_on` (random-resized crop when on, the plain `crop` when off)."""
+    if cfg.augment == "crop":
+        return _flip(crop(image, seed), seed, cfg.flip)
+    return tf.cond(tf.convert_to_tensor(augment_on),
+                   lambda: _flip(random_resized_crop(image, cfg.image_size, seed, cfg.min_area),
+                                 seed, cfg.flip),
+                   lambda: crop(image, seed))
+
+
 def _array_decode(cfg: DataConfig):
     """Images already in RAM at `image_size` (digits, synthetic): pad-and-crop style."""
     size, pad = cfg.image_size, max(1, cfg.image_size // 8)
@@ -136,13 +147,7 @@ def _array_decode(cfg: DataConfig):
         image = tf.cast(image, tf.float32)
         if not training or cfg.augment == "none":
             return image
-        if cfg.augment == "crop":
-            return _flip(crop(image, seed), seed, cfg.flip)
-        on = tf.convert_to_tensor(augment_on)
-        return tf.cond(on,
-                       lambda: _flip(random_resized_crop(image, size, seed, cfg.min_area),
-                                     seed, cfg.flip),
-                       lambda: crop(image, seed))
+        return _augment(image, seed, augment_on, cfg, crop)
     return decode
 
 
@@ -165,15 +170,31 @@ def _file_decode(cfg: DataConfig, in_ram: bool):
             hw = tf.shape(image)[:2]
             top, left = (hw[0] - size) // 2, (hw[1] - size) // 2
             return tf.ensure_shape(image[top:top + size, left:left + size, :], [size, size, 3])
-        if cfg.augment == "crop":
-            return _flip(crop(image, seed), seed, cfg.flip)
-        on = tf.convert_to_tensor(augment_on)
-        out = tf.cond(on,
-                      lambda: _flip(random_resized_crop(image, size, seed, cfg.min_area),
-                                    seed, cfg.flip),
-                      lambda: crop(image, seed))
-        return tf.ensure_shape(out, [size, size, 3])
+        return tf.ensure_shape(_augment(image, seed, augment_on, cfg, crop), [size, size, 3])
     return decode
+
+
+DIGITS_EXAMPLES = 1797
+CIFAR10_TRAIN_EXAMPLES = 50_000
+
+
+def _num_val(num_examples: int, cfg: DataConfig) -> int:
+    """Held-out examples of a dataset without a validation split (digits)."""
+    return int(round(num_examples * cfg.validation_fraction))
+
+
+def num_train_examples(cfg: DataConfig) -> int:
+    """Training-set size a data config implies, without loading the data."""
+    if cfg.name == "imagenet2012":
+        return IMAGENET_TRAIN_EXAMPLES
+    if cfg.name == "cifar10":
+        return CIFAR10_TRAIN_EXAMPLES
+    if cfg.name == "digits":
+        return DIGITS_EXAMPLES - _num_val(DIGITS_EXAMPLES, cfg)
+    if cfg.name in ("synthetic", "phantom"):
+        return cfg.num_train
+    raise ValueError(f"Argument `steps_per_epoch` is needed for data.name={cfg.name!r} "
+                     "(its size is only known once loaded).")
 
 
 def _digits(cfg: DataConfig, seed: int) -> Source:
@@ -185,7 +206,7 @@ def _digits(cfg: DataConfig, seed: int) -> Source:
     images = tf.image.resize(images, [cfg.image_size, cfg.image_size],
                              method="bilinear").numpy()
     order = np.random.default_rng(12345).permutation(len(labels))  # fixed split
-    n_val = int(round(len(labels) * cfg.validation_fraction))
+    n_val = _num_val(len(labels), cfg)
     val, train = order[:n_val], order[n_val:]
     return Source("digits", images[train], labels[train], images[val], labels[val],
                   (cfg.image_size, cfg.image_size, 1), 10,
@@ -387,14 +408,17 @@ def train_dataset(source: Source, global_batch: int, seed: int, rank: int, size:
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def val_dataset(source: Source, local_batch: int, rank: int, size: int) -> tf.data.Dataset:
-    """This rank's share of the validation set (uneven shares allowed), in batches."""
-    idx = np.arange(rank, source.num_val, size)
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.gather(source.val_items, idx), tf.gather(source.val_labels, idx)))
+def _unaugmented_batches(source: Source, items, labels, idx, local_batch: int):
+    ds = tf.data.Dataset.from_tensor_slices((tf.gather(items, idx), tf.gather(labels, idx)))
     ds = ds.map(lambda x, y: (source.decode(x, False, tf.zeros([2], tf.int32)), y),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(local_batch).cache().prefetch(tf.data.AUTOTUNE)
+    return ds.batch(max(1, local_batch)).cache().prefetch(tf.data.AUTOTUNE)
+
+
+def val_dataset(source: Source, local_batch: int, rank: int, size: int) -> tf.data.Dataset:
+    """This rank's share of the validation set (uneven shares allowed), in batches."""
+    return _unaugmented_batches(source, source.val_items, source.val_labels,
+                                np.arange(rank, source.num_val, size), local_batch)
 
 
 def fixed_train_subset(source: Source, num: int, local_batch: int, rank: int,
@@ -402,9 +426,5 @@ def fixed_train_subset(source: Source, num: int, local_batch: int, rank: int,
     """This rank's share of the first `num` training examples, unaugmented, in batches.
 
     The same examples every time (e.g. the cost F of Lee et al.'s theta)."""
-    idx = np.arange(rank, min(num, source.num_train), size)
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.gather(source.train_items, idx), tf.gather(source.train_labels, idx)))
-    ds = ds.map(lambda x, y: (source.decode(x, False, tf.zeros([2], tf.int32)), y),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(max(1, local_batch)).cache().prefetch(tf.data.AUTOTUNE)
+    return _unaugmented_batches(source, source.train_items, source.train_labels,
+                                np.arange(rank, min(num, source.num_train), size), local_batch)

@@ -24,11 +24,12 @@ import numpy as np
 import tensorflow as tf
 
 from lbsgd import runtime
+from lbsgd.config import COMPRESSIONS, EXCHANGES
 
-GRADIENT_EXCHANGES = ("grouped", "per_tensor", "reducescatter")
+GRADIENT_EXCHANGES = EXCHANGES
 # Wire format of the exchanged gradients: "none" sends them in their own dtype,
 # "fp16" halves the bytes of float32 gradients (cast before, back after).
-GRADIENT_COMPRESSIONS = ("none", "fp16")
+GRADIENT_COMPRESSIONS = COMPRESSIONS
 
 
 def _hvd():
@@ -47,6 +48,11 @@ def _size() -> int:
 def collective_calls(num_tensors: int, exchange: str, num_dtypes: int = 1) -> int:
     """Horovod collective calls one gradient exchange issues."""
     return {"grouped": 1, "per_tensor": num_tensors, "reducescatter": 2 * num_dtypes}[exchange]
+
+
+def _wire_dtype(dtype, compression: str):
+    """The dtype a gradient of `dtype` is exchanged in."""
+    return tf.float16 if compression == "fp16" and dtype == tf.float32 else dtype
 
 
 def average_gradients(grads, exchange: str = "grouped", compression: str = "none"):
@@ -74,8 +80,7 @@ def average_gradients(grads, exchange: str = "grouped", compression: str = "none
     present = [i for i, g in enumerate(grads) if g is not None]
     tensors = [tf.convert_to_tensor(grads[i]) for i in present]
     dtypes = [t.dtype for t in tensors]
-    if compression == "fp16":
-        tensors = [tf.cast(t, tf.float16) if t.dtype == tf.float32 else t for t in tensors]
+    tensors = [tf.cast(t, _wire_dtype(t.dtype, compression)) for t in tensors]
     if exchange == "grouped":
         reduced = hvd.grouped_allreduce(tensors, op=hvd.Average)
     elif exchange == "per_tensor":
@@ -161,8 +166,7 @@ class _DistributedMixin:
     def apply(self, grads, trainable_variables=None):
         grads = list(grads)
         if _size() > 1:
-            wire = {(tf.float16 if self._lbsgd_compression == "fp16" and g.dtype == tf.float32
-                     else g.dtype) for g in grads if g is not None}
+            wire = {_wire_dtype(g.dtype, self._lbsgd_compression) for g in grads if g is not None}
             self.collective_calls.assign_add(collective_calls(
                 sum(g is not None for g in grads), self._lbsgd_exchange, len(wire)))
         grads = average_gradients(grads, self._lbsgd_exchange, self._lbsgd_compression)

@@ -19,6 +19,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 ENSEMBLE_NAME = "ensemble.json"
@@ -104,12 +105,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _keras_callback_base():
-    import keras
-    return keras.callbacks.Callback
-
-
-class EnsembleEvaluation(_keras_callback_base()):
+class EnsembleEvaluation(keras.callbacks.Callback):
     """At the end of `fit`, evaluates the snapshots a Snapshots callback took, and their ensemble.
 
     Rank 0 writes the result to `path` (JSON) and prints a Table XI-style
@@ -136,8 +132,6 @@ class EnsembleEvaluation(_keras_callback_base()):
         self.result = None
 
     def on_train_end(self, logs=None):
-        import keras
-
         from lbsgd import checkpoint as ckpt
         from lbsgd import runtime
 

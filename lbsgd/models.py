@@ -155,3 +155,13 @@ def build_model(cfg: ModelConfig, input_shape, num_classes: int) -> keras.Model:
         return resnet50(input_shape, num_classes, **kwargs)
     return cifar_resnet(input_shape, num_classes, _CIFAR_DEPTHS[cfg.name], name=cfg.name,
                         **kwargs)
+
+
+def task_loss(task: str) -> str:
+    """The training loss of a task: L1 for restoration (Lee et al. VI-A), else cross-entropy."""
+    return "mean_absolute_error" if task == "restoration" else "sparse_categorical_crossentropy"
+
+
+def task_metrics(task: str) -> list:
+    """The metrics of a task: PSNR for restoration, else accuracy."""
+    return [PSNR()] if task == "restoration" else ["accuracy"]

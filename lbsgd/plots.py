@@ -20,8 +20,6 @@ import os
 
 import numpy as np
 
-IMAGENET_TRAIN = 1_281_167
-
 
 def _plt():
     import matplotlib
@@ -32,20 +30,6 @@ def _plt():
     return plt
 
 
-def num_train_examples(data_cfg) -> int:
-    """Training-set size a data config implies, without loading the data."""
-    if data_cfg.name == "imagenet2012":
-        return IMAGENET_TRAIN
-    if data_cfg.name == "cifar10":
-        return 50_000
-    if data_cfg.name == "digits":
-        return 1797 - int(round(1797 * data_cfg.validation_fraction))
-    if data_cfg.name in ("synthetic", "phantom"):
-        return data_cfg.num_train
-    raise ValueError(f"Argument `steps_per_epoch` is needed for data.name={data_cfg.name!r} "
-                     "(its size is only known once loaded).")
-
-
 def schedule_values(cfg, points_per_epoch: int = 20, steps_per_epoch: int | None = None):
     """(epochs, lr, weight decay per point, plan) of a config's schedule.
 
@@ -54,7 +38,8 @@ def schedule_values(cfg, points_per_epoch: int = 20, steps_per_epoch: int | None
     """
     from lbsgd import data, recipe, schedules
 
-    spe = steps_per_epoch or data.steps_per_epoch(num_train_examples(cfg.data), cfg.batch_size)
+    spe = steps_per_epoch or data.steps_per_epoch(data.num_train_examples(cfg.data),
+                                                  cfg.batch_size)
     plan = recipe.build_plan(cfg)
     epochs = np.arange(cfg.epochs * points_per_epoch + 1) / points_per_epoch
     if cfg.adaptive.enabled:  # the controller sets the LR at run time: show mu0

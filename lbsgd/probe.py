@@ -144,10 +144,9 @@ def main(argv=None) -> int:
     else:  # every rank probes rank 0's initial weights
         from lbsgd import distributed
         distributed.broadcast_variables(model.variables)
-    loss = "mean_absolute_error" if cfg.task == "restoration" else \
-        "sparse_categorical_crossentropy"
     try:
-        norms = gradient_norms(model, loss, source, batches, args.draws, cfg.seed)
+        norms = gradient_norms(model, models.task_loss(cfg.task), source, batches, args.draws,
+                               cfg.seed)
     except ValueError as err:
         return error(err)
     chosen = choose_start_batch(norms, args.ratio)

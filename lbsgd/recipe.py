@@ -152,9 +152,9 @@ class RecipePhases(keras.callbacks.Callback):
         logs["cycle"] = p.cycle
         logs["weight_decay"] = float(keras.ops.convert_to_numpy(
             self.model.optimizer.l2_weight_decay))
-        logs["augment"] = 1.0 if (self.augment_switch.values()[min(
-            epoch, self.augment_switch.num_epochs - 1)] if self.augment_switch is not None
-            else p.augment) else 0.0
+        switch = self.augment_switch
+        on = p.augment if switch is None else switch.values()[min(epoch, switch.num_epochs - 1)]
+        logs["augment"] = 1.0 if on else 0.0
 
 
 class Snapshots(keras.callbacks.Callback):
@@ -196,10 +196,8 @@ class Snapshots(keras.callbacks.Callback):
         return [os.path.join(self.directory, s["file"]) for s in self.snapshots]
 
     def on_train_begin(self, logs=None):
-        if runtime.current().is_chief and os.path.isdir(self.directory):
-            for name in os.listdir(self.directory):
-                if name.startswith("."):  # a killed writer's temporary file
-                    os.unlink(os.path.join(self.directory, name))
+        if runtime.current().is_chief:
+            ckpt.remove_stale_temporaries(self.directory, bases=None)
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1

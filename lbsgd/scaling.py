@@ -21,7 +21,8 @@ import dataclasses
 
 import numpy as np
 
-IMAGENET_TRAIN = 1_281_167
+from lbsgd.config import IMAGENET_TRAIN_EXAMPLES as IMAGENET_TRAIN
+
 RESNET50_GRADIENT_BYTES = 25_557_032 * 4
 
 # Codreanu et al. Table V (Stampede2, KNL): local batch, nodes, seconds per epoch.

@@ -99,11 +99,9 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
         base_opt, exchange=cfg.optimizer.exchange, weight_decay=plan[0].weight_decay,
         momentum_correction=cfg.optimizer.momentum_correction,
         compression=cfg.optimizer.compression)
-    if cfg.task == "restoration":
-        loss, metrics = "mean_absolute_error", [models.PSNR()]
-    else:
-        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=False)
+    loss = models.task_loss(cfg.task)
+    model.compile(optimizer=optimizer, loss=loss, metrics=models.task_metrics(cfg.task),
+                  jit_compile=False)
     optimizer.build(model.trainable_variables)
 
     switch = data.AugmentSwitch(cfg.epochs)
