@@ -33,7 +33,7 @@ import numpy as np
 
 from lbsgd import checkpoint as ckpt
 from lbsgd import distributed, runtime
-from lbsgd.config import LR_CONTROLS, LR_SCALINGS
+from lbsgd.config import LR_CONTROLS, LR_SCALINGS, check_argument_choice
 
 
 def theta(cost_initial: float, cost: float, weights_initial, weights) -> float:
@@ -132,8 +132,7 @@ class LRControl:
     def __init__(self, mode: str = "none", beta: float = 0.1, decay_epochs=(),
                  patience: int = 5, threshold: float = 0.01, reset_to_initial: bool = True,
                  max_decays: int = 0):
-        if mode not in LR_CONTROLS:
-            raise ValueError(f"Argument `mode` must be one of {LR_CONTROLS}. Received: mode={mode!r}")
+        check_argument_choice("mode", mode, LR_CONTROLS)
         if not 0 < beta < 1:
             raise ValueError(f"Argument `beta` must be in (0, 1). Received: beta={beta}")
         self.mode, self.beta = mode, float(beta)

@@ -45,6 +45,13 @@ def _one_of(field: str, value, choices) -> None:
     _require(value in choices, field, value, f"must be one of {tuple(choices)}")
 
 
+def check_argument_choice(name: str, value, choices) -> None:
+    """ValueError naming the function argument and its value unless `value` is in `choices`."""
+    if value not in choices:
+        raise ValueError(f"Argument `{name}` must be one of {tuple(choices)}. "
+                         f"Received: {name}={value!r}")
+
+
 @dataclasses.dataclass
 class DataConfig:
     """Where the examples come from and how they are augmented (Codreanu et al. IV, V-B).

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from lbsgd import runtime
-from lbsgd.config import COMPRESSIONS, EXCHANGES
+from lbsgd.config import COMPRESSIONS, EXCHANGES, check_argument_choice
 
 GRADIENT_EXCHANGES = EXCHANGES
 # Wire format of the exchanged gradients: "none" sends them in their own dtype,
@@ -68,12 +68,8 @@ def average_gradients(grads, exchange: str = "grouped", compression: str = "none
         (half the bytes; Horovod sums them in float16, so gradients are
         rounded to ~3 significant digits and must stay below 65504 / ranks).
     """
-    if exchange not in GRADIENT_EXCHANGES:
-        raise ValueError(f"Argument `exchange` must be one of {GRADIENT_EXCHANGES}. "
-                         f"Received: exchange={exchange!r}")
-    if compression not in GRADIENT_COMPRESSIONS:
-        raise ValueError(f"Argument `compression` must be one of {GRADIENT_COMPRESSIONS}. "
-                         f"Received: compression={compression!r}")
+    check_argument_choice("exchange", exchange, GRADIENT_EXCHANGES)
+    check_argument_choice("compression", compression, GRADIENT_COMPRESSIONS)
     if _size() == 1:
         return list(grads)
     hvd = _hvd()
@@ -137,12 +133,8 @@ class _DistributedMixin:
 
     def _lbsgd_setup(self, exchange: str, weight_decay: float, decay_filter,
                      momentum_correction: bool = False, compression: str = "none"):
-        if exchange not in GRADIENT_EXCHANGES:
-            raise ValueError(f"Argument `exchange` must be one of {GRADIENT_EXCHANGES}. "
-                             f"Received: exchange={exchange!r}")
-        if compression not in GRADIENT_COMPRESSIONS:
-            raise ValueError(f"Argument `compression` must be one of "
-                             f"{GRADIENT_COMPRESSIONS}. Received: compression={compression!r}")
+        check_argument_choice("exchange", exchange, GRADIENT_EXCHANGES)
+        check_argument_choice("compression", compression, GRADIENT_COMPRESSIONS)
         self._lbsgd_compression = compression
         if weight_decay < 0:
             raise ValueError("Argument `weight_decay` must be >= 0. "

@@ -25,7 +25,8 @@ sized to run here in minutes.
 from __future__ import annotations
 
 from lbsgd.config import (AdaptiveConfig, DataConfig, EnsembleConfig, ModelConfig,
-                          OptimizerConfig, ScheduleConfig, StopConfig, TrainConfig)
+                          OptimizerConfig, ScheduleConfig, StopConfig, TrainConfig,
+                          check_argument_choice)
 
 IMAGENET_DATA_DIR = "data/tensorflow_datasets"
 MAX_LR_LARGE_BATCH = 6.4  # Section V-C: "we keep it at a value of 6.4" for >= 16K
@@ -89,12 +90,8 @@ _LEE_TASKS = {
 
 def lee_method(task: str, method: str, k_epochs: int = 0) -> TrainConfig:
     """One of Lee et al.'s four methods (LEE_METHODS) on "phantom" or "digits"."""
-    if task not in _LEE_TASKS:
-        raise ValueError(f"Argument `task` must be one of {tuple(_LEE_TASKS)}. "
-                         f"Received: task={task!r}")
-    if method not in LEE_METHODS:
-        raise ValueError(f"Argument `method` must be one of {LEE_METHODS}. "
-                         f"Received: method={method!r}")
+    check_argument_choice("task", task, tuple(_LEE_TASKS))
+    check_argument_choice("method", method, LEE_METHODS)
     t = _LEE_TASKS[task]
     constant = ScheduleConfig(warmup_epochs=0, decay="constant")
     common = dict(name=f"{task}_{method}", epochs=t["epochs"], seed=0, data=t["data"],
