@@ -25,8 +25,9 @@ pipq() {
 }
 die() { printf '[lbsgd install] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# 1. Debian packages (MPI for horovod, a compiler and cmake for its build).
-DEB_PKGS=(openmpi-bin libopenmpi-dev g++ cmake)
+# 1. Debian packages (MPI for horovod, a compiler and cmake for its build; Fashion-MNIST,
+#    the real data of the reproduction suite).
+DEB_PKGS=(openmpi-bin libopenmpi-dev g++ cmake dataset-fashion-mnist)
 missing=()
 for p in "${DEB_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

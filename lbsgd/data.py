@@ -13,6 +13,10 @@ epochs.
 Sources:
   * "digits": scikit-learn's 8x8 handwritten digits (ships with the package,
     no download), upscaled to `image_size` - the offline default.
+  * "fashion_mnist": Zalando's Fashion-MNIST (60,000 train / 10,000 test
+    28x28 grayscale images, 10 classes) from the original idx files that
+    Debian's `dataset-fashion-mnist` package installs; evaluation on the
+    10,000 test images.
   * "synthetic": random images and labels, for benchmarks and smoke tests.
   * "folder": `data_dir/{train,val}/<class>/<image>` files (JPEG/PNG/...).
   * "cifar10", "imagenet2012": tensorflow-datasets, prepared under `data_dir`.
@@ -23,12 +27,14 @@ Sources:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from lbsgd.config import IMAGENET_TRAIN_EXAMPLES, ConfigError, DataConfig
+from lbsgd import config
+from lbsgd.config import ConfigError, DataConfig, check_data_files, fashion_mnist_files
 
 EVAL_RESIZE_RATIO = 256 / 224  # evaluate on a 224 centre crop of the 256-resized image
 
@@ -135,8 +141,9 @@ def _augment(image, seed, augment_on, cfg: DataConfig, crop):
                    lambda: crop(image, seed))
 
 
-def _array_decode(cfg: DataConfig):
-    """Images already in RAM at `image_size` (digits, synthetic): pad-and-crop style."""
+def _array_decode(cfg: DataConfig, scale: float = 1.0):
+    """Images already in RAM at `image_size` (digits, Fashion-MNIST, synthetic): pad-and-crop
+    style. `scale` multiplies the stored values (1/255 for uint8 pixels)."""
     size, pad = cfg.image_size, max(1, cfg.image_size // 8)
 
     def crop(image, seed):
@@ -145,6 +152,8 @@ def _array_decode(cfg: DataConfig):
 
     def decode(image, training, seed, augment_on=True):
         image = tf.cast(image, tf.float32)
+        if scale != 1.0:
+            image = image * scale
         if not training or cfg.augment == "none":
             return image
         return _augment(image, seed, augment_on, cfg, crop)
@@ -174,8 +183,7 @@ def _file_decode(cfg: DataConfig, in_ram: bool):
     return decode
 
 
-DIGITS_EXAMPLES = 1797
-CIFAR10_TRAIN_EXAMPLES = 50_000
+DIGITS_EXAMPLES = config.DIGITS_EXAMPLES
 
 
 def _num_val(num_examples: int, cfg: DataConfig) -> int:
@@ -185,16 +193,11 @@ def _num_val(num_examples: int, cfg: DataConfig) -> int:
 
 def num_train_examples(cfg: DataConfig) -> int:
     """Training-set size a data config implies, without loading the data."""
-    if cfg.name == "imagenet2012":
-        return IMAGENET_TRAIN_EXAMPLES
-    if cfg.name == "cifar10":
-        return CIFAR10_TRAIN_EXAMPLES
-    if cfg.name == "digits":
-        return DIGITS_EXAMPLES - _num_val(DIGITS_EXAMPLES, cfg)
-    if cfg.name in ("synthetic", "phantom"):
-        return cfg.num_train
-    raise ValueError(f"Argument `steps_per_epoch` is needed for data.name={cfg.name!r} "
-                     "(its size is only known once loaded).")
+    n = config.train_examples(cfg)
+    if n is None:
+        raise ValueError(f"Argument `steps_per_epoch` is needed for data.name={cfg.name!r} "
+                         "(its size is only known once loaded).")
+    return n
 
 
 def _digits(cfg: DataConfig, seed: int) -> Source:
@@ -211,6 +214,51 @@ def _digits(cfg: DataConfig, seed: int) -> Source:
     return Source("digits", images[train], labels[train], images[val], labels[val],
                   (cfg.image_size, cfg.image_size, 1), 10,
                   _array_decode(cfg))
+
+
+@functools.lru_cache(maxsize=8)
+def read_idx(path: str) -> np.ndarray:
+    """An idx file (LeCun's MNIST format, optionally gzipped) as a read-only numpy array
+    (cached: repeated runs in one process parse it once)."""
+    import gzip
+
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as err:
+        raise ConfigError(f"Field `data.data_dir` holds an unreadable idx file {path!r} "
+                          f"({err}).") from None
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
+              0x0E: ">f8"}
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in dtypes:
+        raise ConfigError(f"Field `data.data_dir` holds {path!r}, which is not an idx file.")
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=dtypes[raw[2]], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise ConfigError(f"Field `data.data_dir` holds {path!r}, whose header promises "
+                          f"shape {shape} but which has {data.size} values (truncated?).")
+    return data.reshape(shape)
+
+
+def _fashion_mnist(cfg: DataConfig, seed: int) -> Source:
+    check_data_files(cfg)
+    arrays = {}
+    for split, (images_path, labels_path) in fashion_mnist_files(cfg).items():
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or labels.shape != images.shape[:1]:
+            raise ConfigError(f"Field `data.data_dir`: {images_path!r} holds {images.shape} "
+                              f"images for {labels.shape} labels in {labels_path!r}.")
+        images = images[..., None]
+        if cfg.image_size != images.shape[1]:
+            images = np.round(tf.image.resize(images.astype(np.float32),
+                                              [cfg.image_size] * 2).numpy()).clip(0, 255)
+            images = images.astype(np.uint8)
+        arrays[split] = (images, labels.astype(np.int32))
+    (xt, yt), (xv, yv) = arrays["train"], arrays["test"]
+    return Source("fashion_mnist", xt, yt, xv, yv, (cfg.image_size, cfg.image_size, 1), 10,
+                  _array_decode(cfg, scale=1.0 / 255.0))
 
 
 def _synthetic(cfg: DataConfig, seed: int, num_classes: int = 10) -> Source:
@@ -334,7 +382,7 @@ def _phantom(cfg: DataConfig, seed: int) -> Source:
                   lambda image, training, seed, augment_on=True: tf.cast(image, tf.float32))
 
 
-_SOURCES = {"digits": _digits, "phantom": _phantom, "synthetic": _synthetic, "folder": _folder,
+_SOURCES = {"digits": _digits, "fashion_mnist": _fashion_mnist, "phantom": _phantom, "synthetic": _synthetic, "folder": _folder,
             "cifar10": _cifar10, "imagenet2012": _imagenet2012}
 
 
@@ -343,7 +391,30 @@ def load_source(cfg: DataConfig, seed: int = 0) -> Source:
     if cfg.name not in _SOURCES:
         raise ValueError(f"Field `data.name` has no loader in this version of lbsgd. "
                          f"Received: data.name={cfg.name!r}")
-    return _SOURCES[cfg.name](cfg, seed)
+    source = _SOURCES[cfg.name](cfg, seed)
+    return stratified_subset(source, cfg.train_subset) if cfg.train_subset else source
+
+
+def subset_indices(labels: np.ndarray, size: int, num_classes: int) -> np.ndarray:
+    """The first size // num_classes examples of each class, in file order (sorted indices)."""
+    per_class = size // num_classes
+    picked = [np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)]
+    short = [c for c, p in enumerate(picked) if len(p) < per_class]
+    if per_class < 1 or size % num_classes or short:
+        raise ConfigError(f"Field `data.train_subset` must be a multiple of the {num_classes} "
+                          f"classes, each having that many examples (classes short: {short}). "
+                          f"Received: data.train_subset={size}")
+    return np.sort(np.concatenate(picked))
+
+
+def stratified_subset(source: Source, size: int) -> Source:
+    """`source` with a fixed, stratified training subset of `size` examples (classification)."""
+    if source.num_classes < 1:
+        raise ConfigError(f"Field `data.train_subset` needs a classification dataset. "
+                          f"Received: data.train_subset={size} for data.name={source.name!r}")
+    idx = subset_indices(source.train_labels, size, source.num_classes)
+    return dataclasses.replace(source, train_items=source.train_items[idx],
+                               train_labels=source.train_labels[idx])
 
 
 def steps_per_epoch(num_train: int, global_batch: int) -> int:

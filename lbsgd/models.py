@@ -36,11 +36,15 @@ def _conv(x, filters, kernel, stride, name):
 
 def cifar_resnet(input_shape, num_classes: int, blocks_per_stage: int,
                  bn_moving_average_fraction: float = 0.95,
-                 zero_gamma_last_bn: bool = True, name: str = "resnet") -> keras.Model:
-    """He et al.'s 6n+2 CIFAR ResNet (n = blocks_per_stage; n=3 is ResNet-20)."""
+                 zero_gamma_last_bn: bool = True, name: str = "resnet",
+                 stem_stride: int = 1) -> keras.Model:
+    """He et al.'s 6n+2 CIFAR ResNet (n = blocks_per_stage; n=3 is ResNet-20).
+
+    `stem_stride=2` makes the first convolution strided (feature maps of
+    half the side everywhere, ~4x fewer FLOPs)."""
     beta = bn_moving_average_fraction
     inputs = keras.Input(input_shape, name="image")
-    x = _conv(inputs, 16, 3, 1, "conv1")
+    x = _conv(inputs, 16, 3, stem_stride, "conv1")
     x = layers.ReLU(name="relu1")(_bn(x, beta, False, "bn1"))
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(blocks_per_stage):
@@ -154,7 +158,7 @@ def build_model(cfg: ModelConfig, input_shape, num_classes: int) -> keras.Model:
     if cfg.name == "resnet50":
         return resnet50(input_shape, num_classes, **kwargs)
     return cifar_resnet(input_shape, num_classes, _CIFAR_DEPTHS[cfg.name], name=cfg.name,
-                        **kwargs)
+                        stem_stride=cfg.stem_stride, **kwargs)
 
 
 def task_loss(task: str) -> str:
