@@ -17,7 +17,9 @@ import tempfile
 import keras
 import numpy as np
 
-CHECKPOINT_NAME = "checkpoint.npz"
+from lbsgd import rundir
+
+CHECKPOINT_NAME = rundir.CHECKPOINT
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -26,6 +28,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())     # mkstemp makes 0600; run files follow the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -37,7 +40,13 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
         raise
 
 
-RUN_FILES = (CHECKPOINT_NAME, "config.json", "history.csv", "summary.json", "ensemble.json")
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+RUN_FILES = rundir.RUN_FILES
 
 
 def remove_stale_temporaries(directory: str, bases=RUN_FILES) -> None:
@@ -58,8 +67,21 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def strict_json(obj):
+    """`obj` with every non-finite float replaced by None (so json.dumps gives strict JSON)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Writes strict JSON (non-finite numbers become null), atomically."""
+    atomic_write_text(path, json.dumps(strict_json(obj), indent=2, sort_keys=True,
+                                       allow_nan=False) + "\n")
 
 
 def _variables(model: keras.Model):

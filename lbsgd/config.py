@@ -18,7 +18,8 @@ import math
 import os
 import typing
 
-DATASETS = ("digits", "synthetic", "folder", "cifar10", "imagenet2012", "phantom")
+DATASETS = ("digits", "fashion_mnist", "synthetic", "folder", "cifar10", "imagenet2012",
+            "phantom")
 RESTORATION_DATASETS = ("phantom",)
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 MODELS = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet50", "edsr")
@@ -32,6 +33,12 @@ COMPRESSIONS = ("none", "fp16")
 AUGMENTATIONS = ("none", "crop", "scale_aspect")
 
 
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"   # where Debian's package puts it
+FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
+FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                       "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+
+
 class ConfigError(ValueError):
     """A config value is invalid; the message names the field and the value."""
 
@@ -39,6 +46,37 @@ class ConfigError(ValueError):
 def _require(ok: bool, field: str, value, rule: str) -> None:
     if not ok:
         raise ConfigError(f"Field `{field}` {rule}. Received: {field}={value!r}")
+
+
+def _check_types(obj, section: str) -> None:
+    """ConfigError for a field whose value has the wrong type (ints stay ints: epochs=2.5 is
+    refused, not truncated); ints given for floats become floats, lists for tuples tuples."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint, value, name = hints[f.name], getattr(obj, f.name), f"{section}{f.name}"
+        if dataclasses.is_dataclass(hint):
+            continue
+        if hint is bool:
+            ok = isinstance(value, bool)
+        elif hint is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif hint is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok:
+                setattr(obj, f.name, float(value))
+        elif hint is str:
+            ok = isinstance(value, str)
+        elif (typing.get_origin(hint) or hint) is tuple:
+            ok = isinstance(value, (tuple, list)) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            if ok:
+                setattr(obj, f.name, tuple(value))
+        else:
+            ok = True
+        if not ok:
+            kind = {bool: "a bool", int: "an int", float: "a number", str: "a string"}.get(
+                hint, "a list of numbers")
+            raise ConfigError(f"Field `{name}` must be {kind}. Received: {name}={value!r}")
 
 
 def _one_of(field: str, value, choices) -> None:
@@ -58,11 +96,15 @@ class DataConfig:
 
     Attributes:
       name: "digits" (ships with scikit-learn, the offline default),
+        "fashion_mnist" (the original idx files of Debian's
+        dataset-fashion-mnist: 60,000 train / 10,000 test images, 28x28),
         "synthetic" (random images), "folder" (`data_dir/train/<class>/*`
         and `data_dir/val/<class>/*` image files), "cifar10" or
         "imagenet2012" (tensorflow-datasets, prepared under `data_dir`), or
         "phantom" (randomised Shepp-Logan phantoms, noisy -> clean; Lee et al.).
-      data_dir: local directory for "folder", "cifar10" and "imagenet2012".
+      data_dir: local directory for "folder", "cifar10" and "imagenet2012";
+        for "fashion_mnist" the idx files' directory (default
+        /usr/share/datasets/fashion-mnist, where Debian installs them).
       image_size: side of the square training image fed to the model (224
         for ImageNet).
       augment: "none"; "crop" (random crop: pad-and-crop for in-RAM images,
@@ -75,6 +117,10 @@ class DataConfig:
       noise_std: Gaussian noise on the phantom restoration inputs.
       validation_fraction: held-out share for datasets without a split (digits).
       cache: keep examples in RAM (the paper copies ImageNet to RAM).
+      train_subset: train on this many examples only (0: all; a multiple of
+        the class count): the first train_subset / num_classes of each class
+        in file order, a fixed, stratified subset; evaluation still uses the
+        whole validation set.
     """
 
     name: str = "digits"
@@ -87,14 +133,18 @@ class DataConfig:
     noise_std: float = 0.1
     validation_fraction: float = 0.2
     cache: bool = True
+    train_subset: int = 0
 
     def __post_init__(self):
+        _check_types(self, "data.")
         _one_of("data.name", self.name, DATASETS)
         _one_of("data.augment", self.augment, AUGMENTATIONS)
         _require(self.image_size >= 8, "data.image_size", self.image_size, "must be >= 8")
         _require(0.0 < self.min_area <= 1.0, "data.min_area", self.min_area, "must be in (0, 1]")
         _require(self.num_train >= 1, "data.num_train", self.num_train, "must be >= 1")
         _require(self.noise_std >= 0, "data.noise_std", self.noise_std, "must be >= 0")
+        _require(self.train_subset >= 0, "data.train_subset", self.train_subset,
+                 "must be >= 0 (0: the whole training set)")
         _require(0.0 < self.validation_fraction < 1.0, "data.validation_fraction",
                  self.validation_fraction, "must be in (0, 1)")
         if self.name in RESTORATION_DATASETS:
@@ -103,6 +153,49 @@ class DataConfig:
         if self.name in ("folder", "cifar10", "imagenet2012"):
             _require(bool(self.data_dir), "data.data_dir", self.data_dir,
                      f"must name a local directory for data.name={self.name!r}")
+
+
+DIGITS_EXAMPLES = 1797
+CIFAR10_TRAIN_EXAMPLES = 50_000
+FASHION_MNIST_TRAIN_EXAMPLES = 60_000
+
+
+def train_examples(cfg: DataConfig) -> int | None:
+    """Training-set size a data config implies without loading it (None: known once loaded)."""
+    if cfg.train_subset:
+        return cfg.train_subset
+    if cfg.name == "digits":
+        return DIGITS_EXAMPLES - int(round(DIGITS_EXAMPLES * cfg.validation_fraction))
+    return {"imagenet2012": IMAGENET_TRAIN_EXAMPLES, "cifar10": CIFAR10_TRAIN_EXAMPLES,
+            "fashion_mnist": FASHION_MNIST_TRAIN_EXAMPLES, "synthetic": cfg.num_train,
+            "phantom": cfg.num_train}.get(cfg.name)
+
+
+def fashion_mnist_files(cfg: DataConfig) -> dict:
+    """{split: (images path, labels path)} of Fashion-MNIST under data_dir (or Debian's)."""
+    directory = cfg.data_dir or FASHION_MNIST_DIR
+    return {split: tuple(os.path.join(directory, f) for f in files)
+            for split, files in FASHION_MNIST_FILES.items()}
+
+
+def check_data_files(cfg: DataConfig) -> None:
+    """ConfigError (one line: the path and how to get it) when a dataset's local files are missing.
+
+    Looks for files and directories only (no TensorFlow), so the launcher
+    runs it before any rank starts.
+    """
+    if cfg.name == "fashion_mnist":
+        for path in (p for pair in fashion_mnist_files(cfg).values() for p in pair):
+            if not os.path.isfile(path):
+                hint = (f"install Debian's {FASHION_MNIST_PACKAGE} package (apt-get install "
+                        f"{FASHION_MNIST_PACKAGE}, or bash launch/install.sh)" if not cfg.data_dir
+                        else "put the four Fashion-MNIST idx files there")
+                raise ConfigError(f"Field `data.data_dir` must hold Fashion-MNIST: {path!r} is "
+                                  f"missing; {hint}. Received: data.data_dir="
+                                  f"{cfg.data_dir or FASHION_MNIST_DIR!r}")
+    elif cfg.name in ("folder", "cifar10", "imagenet2012") and not os.path.isdir(cfg.data_dir):
+        raise ConfigError(f"Field `data.data_dir` must name an existing directory for "
+                          f"data.name={cfg.name!r}. Received: data.data_dir={cfg.data_dir!r}")
 
 
 @dataclasses.dataclass
@@ -118,6 +211,8 @@ class ModelConfig:
       dtype_policy: Keras mixed-precision policy ("float32", "mixed_bfloat16").
       edsr_blocks, edsr_filters: residual blocks and width of "edsr" (the
         paper's Phantom network: 16 blocks).
+      stem_stride: stride of a CIFAR ResNet's first convolution (1: He et
+        al.'s; 2 halves every feature map, ~4x fewer FLOPs, for 28x28 inputs).
     """
 
     name: str = "resnet20"
@@ -126,9 +221,12 @@ class ModelConfig:
     dtype_policy: str = "float32"
     edsr_blocks: int = 16
     edsr_filters: int = 64
+    stem_stride: int = 1
 
     def __post_init__(self):
+        _check_types(self, "model.")
         _one_of("model.name", self.name, MODELS)
+        _one_of("model.stem_stride", self.stem_stride, (1, 2))
         _require(0.0 <= self.bn_moving_average_fraction < 1.0,
                  "model.bn_moving_average_fraction", self.bn_moving_average_fraction,
                  "must be in [0, 1)")
@@ -169,6 +267,7 @@ class OptimizerConfig:
     momentum_correction: bool = True
 
     def __post_init__(self):
+        _check_types(self, "optimizer.")
         _one_of("optimizer.name", self.name, OPTIMIZERS)
         _require(self.base_lr > 0 and math.isfinite(self.base_lr), "optimizer.base_lr",
                  self.base_lr, "must be a finite number > 0")
@@ -205,6 +304,7 @@ class EnsembleConfig:
     num_cycles: int = 5
 
     def __post_init__(self):
+        _check_types(self, "schedule.ensemble.")
         for f in ("linear_end_epoch", "linear_horizon_epochs", "power2_end_epoch",
                   "rewarmup_epochs", "rise_factor", "decay_epochs", "decay_divisor"):
             _require(getattr(self, f) > 0, f"schedule.ensemble.{f}", getattr(self, f), "must be > 0")
@@ -262,6 +362,7 @@ class ScheduleConfig:
     ensemble: EnsembleConfig = dataclasses.field(default_factory=EnsembleConfig)
 
     def __post_init__(self):
+        _check_types(self, "schedule.")
         self.step_epochs = tuple(self.step_epochs)
         self.weight_decay_epochs = tuple(self.weight_decay_epochs)
         self.weight_decay_values = tuple(float(v) for v in self.weight_decay_values)
@@ -344,6 +445,7 @@ class AdaptiveConfig:
     max_decays: int = 0
 
     def __post_init__(self):
+        _check_types(self, "adaptive.")
         self.decay_epochs = tuple(self.decay_epochs)
         _require(self.max_batch >= 0, "adaptive.max_batch", self.max_batch, "must be >= 0")
         _require(self.growth_factor > 1, "adaptive.growth_factor", self.growth_factor,
@@ -380,6 +482,7 @@ class StopConfig:
     monitor: str = ""
 
     def __post_init__(self):
+        _check_types(self, "stop.")
         _require(self.patience >= 0, "stop.patience", self.patience, "must be >= 0")
         _require(self.min_delta >= 0, "stop.min_delta", self.min_delta, "must be >= 0")
 
@@ -422,11 +525,13 @@ class TrainConfig:
         return "val_psnr" if self.task == "restoration" else "val_accuracy"
 
     def __post_init__(self):
+        _check_types(self, "")
         self.target_accuracies = tuple(float(t) for t in self.target_accuracies)
         _require(bool(self.name) and "/" not in self.name, "name", self.name,
                  "must be a non-empty name without '/'")
         _require(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        _require(self.seed >= 0, "seed", self.seed, "must be >= 0")
         for field, cls in (("data", DataConfig), ("model", ModelConfig),
                            ("optimizer", OptimizerConfig), ("schedule", ScheduleConfig),
                            ("adaptive", AdaptiveConfig), ("stop", StopConfig)):
@@ -440,9 +545,26 @@ class TrainConfig:
         else:
             _require(self.model.name == "edsr", "model.name", self.model.name,
                      f"must be 'edsr' for the restoration data.name={self.data.name!r}")
+        num_train = train_examples(self.data)
+        if num_train is not None:
+            _require(self.batch_size <= num_train, "batch_size", self.batch_size,
+                     f"must be <= the {num_train} training examples of data.name="
+                     f"{self.data.name!r}")
         if self.adaptive.enabled:
             _require(self.adaptive.max_batch >= self.batch_size, "adaptive.max_batch",
                      self.adaptive.max_batch, f"must be >= batch_size={self.batch_size}")
+            if num_train is not None:
+                _require(self.adaptive.max_batch <= num_train, "adaptive.max_batch",
+                         self.adaptive.max_batch, f"must be <= the {num_train} training "
+                         f"examples of data.name={self.data.name!r}")
+        if self.schedule.kind == "standard" and not self.adaptive.enabled:
+            _require(self.schedule.warmup_epochs < self.epochs, "schedule.warmup_epochs",
+                     self.schedule.warmup_epochs, f"must be < epochs={self.epochs}")
+        elif self.schedule.kind == "collapsed_ensemble":
+            _require(self.schedule.warmup_epochs <= self.schedule.ensemble.linear_end_epoch,
+                     "schedule.warmup_epochs", self.schedule.warmup_epochs,
+                     "must be <= schedule.ensemble.linear_end_epoch="
+                     f"{self.schedule.ensemble.linear_end_epoch:g}")
         if self.schedule.kind == "standard":
             c = self.schedule.collapse_epochs_for(self.epochs)
             _require(c < self.epochs, "schedule.collapse_epochs", self.schedule.collapse_epochs,
@@ -498,6 +620,43 @@ def _build(cls, d: dict, prefix: str):
 # Leaves, overrides and config files.
 # --------------------------------------------------------------------------
 
+# Fields a resumed run may change without changing what it computes.
+RESUME_NEUTRAL_FIELDS = ("name", "data.data_dir", "data.cache", "target_accuracies")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def config_changes(before: TrainConfig, after: TrainConfig) -> dict:
+    """{dotted field: (value before, value after)} of every leaf that differs."""
+    a, b = _flatten(before.to_dict()), _flatten(after.to_dict())
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def check_resume_changes(changes: dict, allowed=()) -> None:
+    """ConfigError naming every changed field that alters the run's trajectory and is not allowed."""
+    paths = dict(leaves())
+    unknown = [f for f in allowed if f not in paths]
+    if unknown:
+        raise ConfigError(f"Field `allow_change` must name config fields. Received: "
+                          f"allow_change={','.join(allowed)!r} ({', '.join(unknown)} unknown)")
+    refused = {k: v for k, v in changes.items()
+               if k not in RESUME_NEUTRAL_FIELDS and k not in allowed}
+    if refused:
+        listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in refused.items())
+        raise ConfigError(
+            f"Field `resume` continues the run that was started, and these fields differ from "
+            f"its config.json: {listed}. Pass --allow_change={','.join(refused)} to change "
+            f"them anyway (recorded in resumes.json). Received: resume=True")
+
+
 def leaves(cls=TrainConfig, prefix: str = ""):
     """(dotted path, type) of every leaf field, e.g. ("optimizer.base_lr", float)."""
     hints = typing.get_type_hints(cls)
@@ -550,16 +709,28 @@ def load_config(path: str) -> TrainConfig:
     if not os.path.isfile(path):
         raise ConfigError(f"Field `config` must name an existing file. Received: config={path!r}")
     if path.endswith(".json"):
-        with open(path) as f:
-            return TrainConfig.from_dict(json.load(f))
+        try:
+            with open(path) as f:
+                return TrainConfig.from_dict(json.load(f))
+        except (ValueError, TypeError) as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"Field `config` names an unreadable JSON config ({err}). "
+                              f"Received: config={path!r}") from None
     spec = importlib.util.spec_from_file_location(
         "lbsgd_config_" + os.path.splitext(os.path.basename(path))[0], path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"Field `config` must name a module defining get_config(). "
-                          f"Received: config={path!r}")
-    config = module.get_config()
+    try:
+        spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise ConfigError(f"Field `config` must name a module defining get_config(). "
+                              f"Received: config={path!r}")
+        config = module.get_config()
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, SyntaxError, NameError, AttributeError, ImportError) as err:
+        raise ConfigError(f"Field `config` names a file that does not build a config "
+                          f"({type(err).__name__}: {err}). Received: config={path!r}") from None
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"Field `config` get_config() must return a TrainConfig. "
                           f"Received: config={path!r}")

@@ -148,6 +148,11 @@ class _DistributedMixin:
             # Horovod collective calls issued by this optimizer (counted in the graph).
             self.collective_calls = keras.Variable(0, dtype="int64", trainable=False,
                                                    name="collective_calls")
+            # First optimizer step (0-based) whose averaged gradient was not finite; -1: none.
+            # Set from the averaged gradient, so it is the same on every rank
+            # (lbsgd.faults.DivergenceGuard stops all ranks at that step).
+            self.nonfinite_step = keras.Variable(-1, dtype="int64", trainable=False,
+                                                 name="nonfinite_step")
         self._lbsgd_momentum_correction = bool(momentum_correction) and bool(
             getattr(self, "momentum", 0.0))
         if self._lbsgd_momentum_correction:
@@ -162,6 +167,7 @@ class _DistributedMixin:
             self.collective_calls.assign_add(collective_calls(
                 sum(g is not None for g in grads), self._lbsgd_exchange, len(wire)))
         grads = average_gradients(grads, self._lbsgd_exchange, self._lbsgd_compression)
+        self._lbsgd_flag_nonfinite(grads)
         variables = (list(trainable_variables) if trainable_variables is not None
                      else list(self._trainable_variables))
         wd = self.l2_weight_decay
@@ -171,6 +177,15 @@ class _DistributedMixin:
         if self._lbsgd_momentum_correction:
             self._lbsgd_correct_momentum(variables)
         return super().apply(grads, trainable_variables)
+
+    def _lbsgd_flag_nonfinite(self, grads):
+        checks = [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+        if not checks:
+            return
+        first = tf.logical_and(tf.logical_not(tf.reduce_all(tf.stack(checks))),
+                               self.nonfinite_step < 0)
+        self.nonfinite_step.assign(tf.where(first, tf.cast(self.iterations, tf.int64),
+                                            tf.convert_to_tensor(self.nonfinite_step)))
 
     def _lbsgd_correct_momentum(self, variables):
         if not self.built:

@@ -27,7 +27,8 @@ from lbsgd import config as config_lib  # noqa: E402  (no TensorFlow import)
 
 
 def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
-        overwrite: bool = False, verbose: int | str = "auto", extra_callbacks=()) -> dict:
+        overwrite: bool = False, verbose: int | str = "auto", extra_callbacks=(),
+        resume_changes: dict | None = None, config_file: str | None = None) -> dict:
     """Trains `cfg` in this process (one rank of the job); returns the summary.
 
     Args:
@@ -38,12 +39,13 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
       verbose: Keras verbosity on rank 0 ("auto": a progress bar in a single
         process on a terminal, one line per epoch otherwise); other ranks are silent.
       extra_callbacks: more Keras callbacks, run after lbsgd's bookkeeping.
+      resume_changes: {field: (before, after)} allowed with --allow_change;
+        recorded in the run directory's resumes.json.
+      config_file: the config file the run starts from (kept in the
+        checkpoint, so `--resume --config <the same file>` is recognised).
     """
-    import keras
-
-    from lbsgd import callbacks as cb
     from lbsgd import checkpoint as ckpt
-    from lbsgd import adaptive, data, distributed, ensemble, models, recipe, runtime, schedules
+    from lbsgd import distributed, ensemble, recipe, rundir, runtime
 
     rt = runtime.init()
     cfg.validate_for(rt.size)
@@ -53,30 +55,68 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
         ("ensemble", ensemble.ENSEMBLE_NAME))}
     snapshot_dir = os.path.join(run_dir, recipe.SNAPSHOT_DIR)
 
-    # Rank 0 decides what happens to the run directory; every rank learns it.
+    # Rank 0 takes the run directory's lock and decides what happens to it; every
+    # rank learns the decision. Nothing is written before the lock is held.
     decision = None
+    run_lock = rundir.RunDir(run_dir)
     if rt.is_chief:
-        ckpt.remove_stale_temporaries(run_dir)
-        has_ckpt = os.path.isfile(paths["checkpoint"])
-        if has_ckpt and not (resume or overwrite):
-            decision = {"error": f"Run directory {run_dir!r} already holds a run: pass "
-                                 "--resume to continue it or --overwrite to replace it."}
-        elif has_ckpt and resume:
-            decision = {"state": ckpt.read_state(paths["checkpoint"])}
-            ckpt.atomic_write_text(paths["config"], cfg.to_json() + "\n")
+        try:
+            note = run_lock.lock()
+        except config_lib.ConfigError as err:
+            decision = {"error": str(err)}
         else:
-            for p in paths.values():
-                if os.path.exists(p):
-                    os.unlink(p)
-            if os.path.isdir(snapshot_dir):
-                for name in os.listdir(snapshot_dir):
-                    os.unlink(os.path.join(snapshot_dir, name))
-            decision = {"state": None}
-            ckpt.atomic_write_text(paths["config"], cfg.to_json() + "\n")
+            if note:
+                print(f"lbsgd.train: {run_dir}: {note}", file=sys.stderr)
+            decision = _decide(run_dir, paths, snapshot_dir, resume, overwrite, resume_changes,
+                               cfg)
     decision = distributed.broadcast_object(decision, name="lbsgd.run_dir")
-    if "error" in decision:
-        raise config_lib.ConfigError(decision["error"])
-    state = decision["state"]
+    try:
+        if "error" in decision:
+            raise config_lib.ConfigError(decision["error"])
+        return _train(cfg, run_dir, paths, snapshot_dir, decision["state"], rt, verbose,
+                      extra_callbacks, config_file)
+    finally:
+        run_lock.unlock()
+
+
+def _decide(run_dir, paths, snapshot_dir, resume, overwrite, resume_changes, cfg) -> dict:
+    """Rank 0's decision on the run directory (it holds the lock): {"state"} or {"error"}."""
+    from lbsgd import checkpoint as ckpt
+    from lbsgd import rundir
+
+    ckpt.remove_stale_temporaries(run_dir)
+    has_ckpt = os.path.isfile(paths["checkpoint"])
+    if has_ckpt and not (resume or overwrite):
+        return {"error": f"Run directory {run_dir!r} already holds a run: pass --resume to "
+                         "continue it or --overwrite to replace it."}
+    if resume and not has_ckpt:
+        return {"error": f"Field `run_dir` must hold a run to resume (config.json and "
+                         f"checkpoint.npz). Received: run_dir={run_dir!r}"}
+    if resume:
+        state = ckpt.read_state(paths["checkpoint"])
+        if resume_changes:
+            _record_resume(run_dir, state["epochs_done"], resume_changes)
+            ckpt.atomic_write_text(paths["config"], cfg.to_json() + "\n")
+        return {"state": state}
+    for name in rundir.RUN_FILES:
+        if os.path.exists(os.path.join(run_dir, name)):
+            os.unlink(os.path.join(run_dir, name))
+    if os.path.isdir(snapshot_dir):
+        for name in os.listdir(snapshot_dir):
+            os.unlink(os.path.join(snapshot_dir, name))
+    ckpt.atomic_write_text(paths["config"], cfg.to_json() + "\n")
+    return {"state": None}
+
+
+def _train(cfg, run_dir, paths, snapshot_dir, state, rt, verbose, extra_callbacks,
+           config_file) -> dict:
+    """Trains `cfg` from `state` (None: from scratch) once the run directory is decided."""
+    import keras
+
+    from lbsgd import callbacks as cb
+    from lbsgd import checkpoint as ckpt
+    from lbsgd import adaptive, data, distributed, ensemble, faults, models, recipe
+    from lbsgd import schedules
 
     keras.utils.set_random_seed(cfg.seed)
     source = data.load_source(cfg.data, cfg.seed)
@@ -134,7 +174,10 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
     tta = cb.TimeToAccuracy(cfg.target_accuracies, monitor=cfg.monitor)
     stateful = [cb_ for cb_ in bookkeeping + [snapshots, logger, tta, stop]
                 if getattr(cb_, "state_key", None)]
-    checkpointer = cb.Checkpointer(paths["checkpoint"], stateful=stateful)
+    started_from = (state or {}).get("config_file") or (
+        os.path.realpath(config_file) if config_file else None)
+    checkpointer = cb.Checkpointer(paths["checkpoint"], stateful=stateful,
+                                   extra_state=lambda: {"config_file": started_from})
     initial_epoch = 0
     if state is not None:
         initial_epoch = checkpointer.restore(model, state, load_variables=rt.is_chief)
@@ -152,11 +195,19 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
             return ds, data.steps_per_epoch(source.num_train, global_batch)
 
         val_ds = data.val_dataset(source, max(1, batch // rt.size), rt.rank, rt.size)
-        callbacks = distributed.callbacks() + bookkeeping + [
+        guards = [faults.DivergenceGuard(), faults.StallWatchdog(rt.rank, rt.size)]
+        callbacks = distributed.callbacks() + guards + bookkeeping + [
             snapshots, logger, tta, *([stop] if stop else []), checkpointer, *extra_callbacks]
-        adaptive.fit(model, make_dataset, cfg.epochs, initial_epoch, adaptive=controller,
-                     validation_data=val_ds, callbacks=callbacks,
-                     verbose=verbose if rt.is_chief else 0)
+        try:
+            adaptive.fit(model, make_dataset, cfg.epochs, initial_epoch, adaptive=controller,
+                         validation_data=val_ds, callbacks=callbacks,
+                         verbose=verbose if rt.is_chief else 0)
+        except faults.TrainingDiverged as err:
+            if rt.is_chief:
+                summary = make_summary(cfg, logger.rows, tta.reached, rt, source.num_train)
+                summary.update(status="diverged", diverged=err.to_dict())
+                ckpt.atomic_write_json(paths["summary"], summary)
+            raise
         if cfg.task == "classification":
             evaluation = ensemble.EnsembleEvaluation(snapshots, val_ds, paths["ensemble"],
                                                      min_snapshots=2)
@@ -164,6 +215,7 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
             evaluation.on_train_end()
 
     summary = make_summary(cfg, logger.rows, tta.reached, rt, source.num_train)
+    summary["status"] = "completed"
     summary["snapshots"] = [s["epoch"] for s in snapshots.snapshots]
     if stop is not None:
         summary["convergence"] = {
@@ -184,6 +236,33 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
         ckpt.atomic_write_json(paths["summary"], summary)
     distributed.barrier()
     return summary
+
+
+def _started_from(run_dir: str) -> str | None:
+    """The config file the run in `run_dir` was started from (as its checkpoint records it)."""
+    from lbsgd import checkpoint as ckpt
+    try:
+        return ckpt.read_state(os.path.join(run_dir, ckpt.CHECKPOINT_NAME)).get("config_file")
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is reported when loading it
+        return None
+
+
+def _record_resume(run_dir: str, epochs_done: int, changes: dict) -> None:
+    """Appends the config changes of a resume to the run directory's resumes.json."""
+    import json
+    import time
+
+    from lbsgd import checkpoint as ckpt
+    path = os.path.join(run_dir, "resumes.json")
+    try:
+        with open(path) as f:
+            log = json.load(f)
+    except (OSError, ValueError):
+        log = []
+    log.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "epochs_done": epochs_done,
+                "changes": {k: {"before": b, "after": a} for k, (b, a) in changes.items()}})
+    ckpt.atomic_write_json(path, log)
 
 
 def make_summary(cfg, rows, reached, rt, num_train) -> dict:
@@ -223,6 +302,8 @@ def _define_flags():
     flags.DEFINE_bool("resume", False, "Continue from the run directory's checkpoint, "
                       "with the run's config.json as the base config.")
     flags.DEFINE_bool("overwrite", False, "Replace an earlier run in the run directory.")
+    flags.DEFINE_list("allow_change", [], "With --resume: config fields that may differ from "
+                      "the run's config.json (the change is recorded in resumes.json).")
     flags.DEFINE_bool("validate_only", False, "Check the config and exit.")
     for path, hint in config_lib.leaves():
         flags.DEFINE_string(path, None, f"Override config field {path} "
@@ -230,30 +311,48 @@ def _define_flags():
     return flags.FLAGS
 
 
-def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str]:
-    """The config and run directory the flags describe (raises ConfigError).
+def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str, dict]:
+    """The config, run directory and resume changes the flags describe (raises ConfigError).
 
     With --resume the run's own config.json is the base (so a resumed run is
-    the run that was started); flag overrides still apply on top of it.
+    the run that was started); --config and flag overrides still apply on
+    top of it, but a change to a field that alters the run's trajectory is
+    refused unless --allow_change names it. Returns the changes made.
     """
     run_dir = FLAGS.run_dir
-    path = FLAGS.config
-    if FLAGS.resume:
-        if run_dir is None and path is not None:
-            run_dir = os.path.join("runs", config_lib.load_config(path).name)
-        if run_dir is not None and os.path.isfile(os.path.join(run_dir, "config.json")):
-            path = os.path.join(run_dir, "config.json")
-    if path is None:
-        raise config_lib.ConfigError("Field `config` is required. Received: config=None")
-    cfg = config_lib.load_config(path)
     overrides = {p: FLAGS[p].value for p, _ in config_lib.leaves() if FLAGS[p].value is not None}
-    cfg = config_lib.apply_overrides(cfg, overrides)
-    return cfg, run_dir or os.path.join("runs", cfg.name)
+    if not FLAGS.resume:
+        if FLAGS.allow_change:
+            raise config_lib.ConfigError("Field `allow_change` only applies with --resume. "
+                                         f"Received: allow_change={','.join(FLAGS.allow_change)!r}")
+        if FLAGS.config is None:
+            raise config_lib.ConfigError("Field `config` is required. Received: config=None")
+        cfg = config_lib.apply_overrides(config_lib.load_config(FLAGS.config), overrides)
+        return cfg, run_dir or os.path.join("runs", cfg.name), {}
+    if run_dir is None:
+        if FLAGS.config is None:
+            raise config_lib.ConfigError("Field `run_dir` is required with --resume. "
+                                         "Received: run_dir=None")
+        run_dir = os.path.join("runs", config_lib.load_config(FLAGS.config).name)
+    saved_path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(os.path.join(run_dir, "checkpoint.npz")) or not os.path.isfile(
+            saved_path):
+        raise config_lib.ConfigError(
+            f"Field `run_dir` must hold a run to resume (config.json and checkpoint.npz); "
+            f"start it without --resume. Received: run_dir={run_dir!r}")
+    saved = config_lib.load_config(saved_path)
+    base = saved
+    if FLAGS.config and os.path.realpath(FLAGS.config) != _started_from(run_dir):
+        base = config_lib.load_config(FLAGS.config)   # another config: compared field by field
+    cfg = config_lib.apply_overrides(base, overrides)
+    changes = config_lib.config_changes(saved, cfg)
+    config_lib.check_resume_changes(changes, tuple(FLAGS.allow_change))
+    return cfg, run_dir, changes
 
 
-def _error(err) -> int:
+def _error(err, code: int = 2) -> int:
     print(f"lbsgd.train: error: {err}", file=sys.stderr)
-    return 2
+    return code
 
 
 def main(argv=None) -> int:
@@ -265,19 +364,32 @@ def main(argv=None) -> int:
     except flags.Error as err:
         return _error(err)
     try:
-        cfg, run_dir = resolve_config(FLAGS)
+        cfg, run_dir, changes = resolve_config(FLAGS)
         size = int(os.environ.get("OMPI_COMM_WORLD_SIZE", os.environ.get("HOROVOD_SIZE", "1")))
         cfg.validate_for(size)
+        config_lib.check_data_files(cfg.data)
+        from lbsgd import rundir
+        rundir.RunDir(run_dir).check_can_start(FLAGS.resume, FLAGS.overwrite)
     except config_lib.ConfigError as err:
         return _error(err)
     if FLAGS.validate_only:
         print(f"lbsgd.train: config {cfg.name!r} is valid")
         return 0
+    from lbsgd import faults, runtime
     try:
-        summary = run(cfg, run_dir, resume=FLAGS.resume, overwrite=FLAGS.overwrite)
+        summary = run(cfg, run_dir, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                      resume_changes=changes, config_file=FLAGS.config)
     except config_lib.ConfigError as err:
         return _error(err)
-    from lbsgd import runtime
+    except faults.TrainingDiverged as err:
+        if not runtime.current().is_chief:
+            return faults.EXIT_DIVERGED
+        kept = os.path.join(run_dir, "checkpoint.npz")
+        tail = (f"the checkpoint of epoch {err.epoch - 1} is kept in {kept}" if
+                err.epoch > 1 and os.path.isfile(kept) else "no checkpoint was written")
+        return _error(f"{err}; {tail}; summary.json says \"diverged\". Lower "
+                      "--optimizer.base_lr or lengthen --schedule.warmup_epochs.",
+                      faults.EXIT_DIVERGED)
     if runtime.current().is_chief:
         final = summary["final"]
         metric = cfg.monitor

@@ -45,13 +45,48 @@ def session_pids(sid):
     return pids
 
 
+def _parents():
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                if fields[0] != "Z":
+                    parents[int(entry)] = int(fields[1])
+            except (OSError, IndexError):
+                pass
+    return parents
+
+
+def job_pids(sid):
+    """Live processes of the launcher's session and all their descendants (the launcher
+    starts horovodrun, mpirun and the ranks in a session of their own)."""
+    parents = _parents()
+    found = set(session_pids(sid))
+    grew = True
+    while grew:
+        children = {p for p, pp in parents.items() if pp in found} - found
+        grew = bool(children)
+        found |= children
+    return sorted(found)
+
+
 def kill_session(sid):
-    """SIGKILL horovodrun, mpirun and every rank (all share the launcher's session)."""
-    for pid in session_pids(sid):
+    """SIGKILL the launcher, horovodrun, mpirun and every rank."""
+    for pid in job_pids(sid):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +112,14 @@ def kill_after_checkpoint(program, run_dir, min_epochs, timeout=600):
                 break
             time.sleep(0.05)
     finally:
+        job = job_pids(proc.pid)      # the whole tree, taken before anything dies
         kill_session(proc.pid)
         proc.wait(timeout=60)
+    alive = job
     for _ in range(100):  # SIGKILL is delivered asynchronously
-        if not session_pids(proc.pid):
+        alive = [p for p in job if _alive(p)]
+        if not alive:
             break
         time.sleep(0.1)
-    assert not session_pids(proc.pid), "processes survived SIGKILL"
+    assert not alive, f"processes survived SIGKILL: {alive}"
     return ckpt.read_state(path)["epochs_done"]

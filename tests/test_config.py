@@ -35,6 +35,7 @@ def test_batch_must_divide_over_ranks():
 
 def test_overrides_parse_types_and_revalidate():
     cfg = C.apply_overrides(C.TrainConfig(), {"optimizer.base_lr": "0.2", "epochs": "3",
+                                               "schedule.warmup_epochs": "1",
                                                "model.zero_gamma_last_bn": "false",
                                                "schedule.step_epochs": "3,6"})
     assert cfg.optimizer.base_lr == 0.2 and cfg.epochs == 3
@@ -76,3 +77,36 @@ def test_launcher_rejects_unknown_dataset_before_ranks_start(tmp_path):
     _one_error_line(proc, "data.name", "'mnist'")
     assert "[1,0]" not in proc.stdout + proc.stderr   # horovodrun never started a rank
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("line, field, value", [
+    ("epochs=2.5", "epochs", "2.5"),
+    ("seed=-1", "seed", "-1"),
+    ("batch_size=4096", "batch_size", "4096"),
+    ("schedule=ScheduleConfig(warmup_epochs=20)", "schedule.warmup_epochs", "20.0"),
+    ("optimizer=OptimizerConfig(momentum_correction='yes')", "optimizer.momentum_correction",
+     "'yes'"),
+])
+def test_bad_config_file_values_fail_before_ranks_start(tmp_path, line, field, value):
+    path = tmp_path / "bad.py"
+    path.write_text("from lbsgd.config import *\n"
+                    f"def get_config():\n    return TrainConfig(name='bad', {line})\n")
+    proc = subprocess.run(
+        [LAUNCH, "-np", "2", sys.executable, "-m", "lbsgd.train", "--config", str(path),
+         f"--run_dir={tmp_path}/run"],
+        cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=120)
+    _one_error_line(proc, field, value)
+    assert "[1,0]" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_file_with_an_unknown_argument_is_one_line(tmp_path):
+    path = tmp_path / "typo.py"
+    path.write_text("from lbsgd.config import *\n"
+                    "def get_config():\n    return TrainConfig(epoch=3)\n")
+    proc = subprocess.run([sys.executable, "-m", "lbsgd.train", "--config", str(path)],
+                          cwd=ROOT, env=launch_env(), capture_output=True, text=True,
+                          timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "epoch" in lines[0] and str(path) in lines[0]
