@@ -145,11 +145,20 @@ def _rows() -> list[Row]:
     rows.append(Row(f"diag_long_b{b}", "diagnosis", f"{b}: + final collapse, 2x epochs (16)",
                     lambda s: fm(f"diag_long_b{b}", b, 16, collapse_epochs=1, seed=s),
                     ("full",)))
+    rows.append(Row(f"diag_bn0.5_b{b}", "diagnosis",
+                    f"{b}: + final collapse, BN moving-average fraction 0.5",
+                    lambda s: _bn(fm(f"diag_bn0.5_b{b}", b, collapse_epochs=1, seed=s), 0.5),
+                    ("full",)))
     return rows
 
 
 def _named(cfg, name):
     return dataclasses.replace(cfg, name=name)
+
+
+def _bn(cfg, fraction):
+    return dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, bn_moving_average_fraction=fraction))
 
 
 # --------------------------------------------------------------------------
@@ -163,12 +172,14 @@ def _run_dir(runs: str, key: str, seed: int, member: int | None = None) -> str:
 
 def _finished(run_dir: str, cfg) -> bool:
     """A finished run of exactly `cfg` is in `run_dir`."""
+    from lbsgd.config import ConfigError, TrainConfig
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            same = json.load(f) == cfg.to_dict()
+        with open(os.path.join(run_dir, "config.json")) as f:   # defaults of newer fields filled in
+            same = TrainConfig.from_dict(json.load(f)).to_dict() == cfg.to_dict()
         with open(os.path.join(run_dir, "summary.json")) as f:
-            done = json.load(f).get("epochs") == cfg.epochs
-    except (OSError, ValueError):
+            summary = json.load(f)
+        done = summary.get("epochs") == cfg.epochs or summary.get("status") == "diverged"
+    except (OSError, ValueError, ConfigError):
         return False
     return same and done
 
@@ -196,12 +207,10 @@ def _jobs(rows, runs: str, fresh: bool) -> list[dict]:
 
 def worker(jobs_path: str) -> int:
     """Runs the jobs of `jobs_path` in this process (one rank of the job)."""
-    import gc
-
     import keras
 
     from lbsgd import checkpoint as ckpt
-    from lbsgd import data, ensemble, models, runtime, train
+    from lbsgd import data, ensemble, faults, models, runtime, train
     from lbsgd.config import TrainConfig
 
     rt = runtime.init()
@@ -225,15 +234,18 @@ def worker(jobs_path: str) -> int:
             line = f"ensemble of {len(paths)} top-1 {result['ensemble']['top1']:.4f}"
         else:
             cfg = TrainConfig.from_dict(job["config"])
-            summary = train.run(cfg, job["run_dir"], overwrite=True, verbose=0)
-            final = summary["final"].get("val_accuracy")
-            line = (f"top-1 {final:.4f}" if final is not None and math.isfinite(final)
-                    else f"top-1 {final}")
+            try:
+                summary = train.run(cfg, job["run_dir"], overwrite=True, verbose=0)
+                final = summary["final"].get("val_accuracy")
+                line = (f"top-1 {final:.4f}, {summary['total_seconds']:.0f} s in epochs"
+                        if final is not None and math.isfinite(final) else f"top-1 {final}")
+            except faults.TrainingDiverged as err:
+                line = f"diverged ({err})"
+        t1 = time.perf_counter()
+        keras.backend.clear_session()
         if rt.is_chief:
             print(f"reproduce: [{i}/{len(jobs)}] {job['row']} seed {job['seed']}: {line} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
-        keras.backend.clear_session()
-        gc.collect()
+                  f"({t1 - t0:.0f} s; cleanup {time.perf_counter() - t1:.1f} s)", flush=True)
     return 0
 
 
@@ -288,7 +300,7 @@ def _seed_metrics(row: Row, runs: str, seed: int) -> dict:
     loss = s["final"].get("loss")
     out = {"top1": s["final"].get("val_accuracy"), "best_top1": s["best"].get("val_accuracy"),
            "optimizer_steps": s["optimizer_steps"], "train_seconds": s["total_seconds"],
-           "diverged": loss is None or not math.isfinite(loss)}
+           "diverged": s.get("status") == "diverged" or loss is None or not math.isfinite(loss)}
     if "ensemble" in s:
         snaps = s["ensemble"]["snapshot_top1"]
         out.update(ensemble_top1=s["ensemble"]["top1"],
@@ -497,6 +509,22 @@ def markdown(table: dict, claims: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_block(table: dict, claims: list[dict]) -> str:
+    """The verdict table and each study's headline rows, for the README."""
+    lines = ["| study | claim | ours: A − B (points) | verdict |", "| --- | --- | --- | --- |"]
+    for c in claims:
+        lines.append(f"| {c['study']} | {c['claim']} | {100 * c['difference']:+.2f} | "
+                     f"{c['verdict']} |")
+    lines += ["", "| row | paper | ours: test top-1 % (3 seeds) | optimizer steps |",
+              "| --- | --- | --- | --- |"]
+    for k, r in table.items():
+        metric = "ensemble_top1" if r.get("ensemble_top1") else "top1"
+        label = r["label"] + (" — ensemble" if metric == "ensemble_top1" else "")
+        lines.append(f"| {r['study']}: {label} | {r['paper'] or '—'} | {_cell(r.get(metric))} | "
+                     f"{_num(r.get('optimizer_steps'))} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(table: dict, path: str) -> None:
     from lbsgd.plots import _plt
     plt = _plt()
@@ -518,15 +546,17 @@ def plot(table: dict, path: str) -> None:
             highs.append(100 * (st["max"] - st["mean"]))
             points.append([100 * v for v in st["values"]])
         y = list(range(len(labels)))[::-1]
-        ax.barh(y, means, xerr=[lows, highs], color="#8fb3d9", ecolor="#333", capsize=3)
-        for yi, pts in zip(y, points):
-            ax.plot(pts, [yi] * len(pts), "k.", ms=4)
+        for yi, m, lo, hi, pts in zip(y, means, lows, highs, points):
+            ax.plot([m - lo, m + hi], [yi, yi], color="#4a7ab5", lw=2, solid_capstyle="butt")
+            ax.plot(pts, [yi] * len(pts), "o", color="#4a7ab5", ms=4, alpha=0.8)
+            ax.plot([m], [yi], "D", color="#c0392b", ms=6)
+            ax.annotate(f"{m:.1f}", (m + hi, yi), xytext=(6, -3), textcoords="offset points",
+                        fontsize=7)
         ax.set_yticks(y, labels, fontsize=8)
-        lo = min(min(p) for p in points) if points else 0
-        ax.set_xlim(max(0, lo - 3), 100 * max(r["top1"]["max"] for r in table.values()
-                                              if r.get("top1")) + 2)
+        ax.set_ylim(-0.7, len(labels) - 0.3)
+        ax.grid(axis="x", alpha=0.3)
         ax.set_title(STUDY_TITLES[study], fontsize=9, loc="left")
-        ax.set_xlabel("test top-1 % (bar: mean; whisker: min–max over 3 seeds; dots: seeds)",
+        ax.set_xlabel("test top-1 % (diamond: mean over 3 seeds; dots: seeds; line: min–max)",
                       fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -542,12 +572,19 @@ def main(argv=None) -> int:
                         help="parent of the run directories (reused across invocations)")
     parser.add_argument("--out", default=RESULTS, help="where the result files go")
     parser.add_argument("--fresh", action="store_true", help="rerun rows already finished")
+    parser.add_argument("--readme", action="store_true",
+                        help="print the README's tables from the finished rows, run nothing")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker)
     sys.path.insert(0, ROOT)
     rows = [r for r in _rows() if args.suite in r.suites]
+    rows.sort(key=lambda r: r.study != "d")   # d's wall times first, on a quiet machine
+    if args.readme:
+        table = collect(rows, args.runs)
+        print(readme_block(table, verdicts(table)))
+        return 0
     jobs = _jobs(rows, args.runs, args.fresh)
     t0 = time.time()
     print(f"reproduce: {args.suite} suite: {len(rows)} rows x {len(SEEDS)} seeds, "
@@ -567,7 +604,8 @@ def main(argv=None) -> int:
     from lbsgd import checkpoint as ckpt
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, NAME if args.suite == "full" else f"{NAME}_quick")
-    ckpt.atomic_write_json(base + ".json", {"meta": meta, "rows": table, "claims": claims})
+    ckpt.atomic_write_json(base + ".json", {"meta": meta, "row_order": list(table),
+                                            "rows": table, "claims": claims})
     ckpt.atomic_write_text(base + ".md", markdown(table, claims, meta))
     plot(table, base + ".png")
     print(f"reproduce: wrote {base}.{{json,md,png}} ({wall / 60:.1f} min)")

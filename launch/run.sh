@@ -16,6 +16,12 @@
 # ResNet-50 here and made small allreduces ~10x slower.
 #
 # A config passed with --config is validated once, here, before any rank starts.
+#
+# Signals: horovodrun, mpirun and the ranks run in a session of their own. A TERM,
+# INT (Ctrl-C) or HUP sent to this launcher is forwarded to that whole session;
+# whatever is still alive 20 s later is killed, so no rank outlives the launcher.
+# The last epoch's checkpoint is intact (atomic writes): `--resume` continues.
+# Exit code: the job's, or 128 + the signal's number (143 TERM, 130 INT, 129 HUP).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LBSGD_VENV:-$ROOT/.venv}"
@@ -46,4 +52,23 @@ if [[ " ${prog[*]} " == *" lbsgd.train "* ]]; then
   OMPI_COMM_WORLD_SIZE="$np" "${prog[@]}" --validate_only >/dev/null
 fi
 
-exec horovodrun "${hvd_args[@]}" "${prog[@]}"
+setsid horovodrun "${hvd_args[@]}" "${prog[@]}" &
+child=$!
+forward() {
+  trap '' TERM INT HUP
+  kill -TERM -- "-$child" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 -- "-$child" 2>/dev/null || break
+    sleep 0.2
+  done
+  kill -KILL -- "-$child" 2>/dev/null || true
+  wait "$child" 2>/dev/null || true
+  exit "$1"
+}
+trap 'forward 143' TERM
+trap 'forward 130' INT
+trap 'forward 129' HUP
+set +e
+wait "$child"
+rc=$?
+exit "$rc"

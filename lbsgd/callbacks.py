@@ -12,12 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import time
 
 import keras
 
 from lbsgd import checkpoint as ckpt
-from lbsgd import runtime
+from lbsgd import rundir, runtime
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
                    "learning_rate", "weight_decay", "augment", "batch_size", "steps",
@@ -196,7 +197,9 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if runtime.current().is_chief:
-            ckpt.save(self.path, self.model, self.state(epoch + 1))
+            ckpt.save(self.path, self.model, self.state(epoch + 1),
+                      keep_previous=os.path.join(os.path.dirname(self.path),
+                                                 rundir.PREVIOUS_CHECKPOINT))
 
     def restore(self, model, state: dict, load_variables: bool = True) -> int:
         """Restores the callbacks from `state` (and the variables from the file).

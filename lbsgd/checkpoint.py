@@ -125,9 +125,14 @@ def _read_json(path: str, key: str):
         return json.loads(bytes(z[key]).decode("utf-8"))
 
 
-def save(path: str, model: keras.Model, state: dict) -> None:
-    """Saves model and optimizer variables and a JSON-able `state`, atomically."""
+def save(path: str, model: keras.Model, state: dict, keep_previous: str | None = None) -> None:
+    """Saves model and optimizer variables and a JSON-able `state`, atomically.
+
+    With `keep_previous`, the checkpoint being replaced is first renamed to that
+    path, so the epoch before stays readable if this one turns out damaged."""
     model_vars, opt_vars = _variables(model)
+    if keep_previous and os.path.isfile(path):
+        os.replace(path, keep_previous)
     _write(path, {"model": model_vars, "optimizer": opt_vars}, "state", state)
 
 
@@ -141,8 +146,8 @@ def load(path: str, model: keras.Model) -> dict:
 
 
 def read_state(path: str) -> dict:
-    """The trainer state of a checkpoint, without touching any model."""
-    return _read_json(path, "state")
+    """The trainer state of a checkpoint, without touching any model (ConfigError if unreadable)."""
+    return rundir.read_checkpoint_state(path)
 
 
 def save_weights(path: str, model: keras.Model, meta: dict) -> None:

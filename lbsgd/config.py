@@ -117,6 +117,9 @@ class DataConfig:
       noise_std: Gaussian noise on the phantom restoration inputs.
       validation_fraction: held-out share for datasets without a split (digits).
       cache: keep examples in RAM (the paper copies ImageNet to RAM).
+      skip_unreadable: "folder" data: skip image files that are empty or not
+        JPEG/PNG/GIF/BMP (counted in the log) instead of stopping with an
+        error naming the first one.
       train_subset: train on this many examples only (0: all; a multiple of
         the class count): the first train_subset / num_classes of each class
         in file order, a fixed, stratified subset; evaluation still uses the
@@ -134,6 +137,7 @@ class DataConfig:
     validation_fraction: float = 0.2
     cache: bool = True
     train_subset: int = 0
+    skip_unreadable: bool = False
 
     def __post_init__(self):
         _check_types(self, "data.")

@@ -22,13 +22,51 @@ from lbsgd.config import ConfigError
 CONFIG = "config.json"
 HISTORY = "history.csv"
 CHECKPOINT = "checkpoint.npz"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.npz"   # the epoch before: kept while the next is written
 SUMMARY = "summary.json"
 ENSEMBLE = "ensemble.json"
 THETA_REFERENCE = "theta_reference.npz"
 RESUMES = "resumes.json"
 LOCK = "run.lock"
 SNAPSHOTS = "snapshots"
-RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, SUMMARY, ENSEMBLE, THETA_REFERENCE, RESUMES)
+RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, PREVIOUS_CHECKPOINT, SUMMARY, ENSEMBLE,
+             THETA_REFERENCE, RESUMES)
+
+
+def read_checkpoint_state(path: str, verify: bool = False) -> dict:
+    """The trainer state of a checkpoint (numpy and json only: no TensorFlow).
+
+    With `verify`, every array is read (zip CRCs checked), so a damaged file
+    is found before any rank starts. Raises ConfigError naming the file.
+    """
+    import zipfile
+
+    import numpy as np
+    try:
+        if not zipfile.is_zipfile(path):   # np.load would blame "pickled data"
+            raise ValueError("not an .npz archive: damaged or truncated")
+        with np.load(path) as z:
+            if verify:
+                for key in z.files:
+                    z[key]
+            return json.loads(bytes(z["state"]).decode("utf-8"))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        directory = os.path.dirname(path)
+        previous = os.path.join(directory, PREVIOUS_CHECKPOINT)
+        offer = (f"the previous epoch's {previous} is intact: `mv {previous} {path}` and "
+                 "resume from it, or start afresh with --overwrite"
+                 if os.path.abspath(path) != os.path.abspath(previous) and _readable(previous)
+                 else "start afresh with --overwrite")
+        raise ConfigError(f"Field `run_dir` holds an unreadable checkpoint {path!r} "
+                          f"({type(err).__name__}: {err}); {offer}.") from None
+
+
+def _readable(path: str) -> bool:
+    try:
+        read_checkpoint_state(path, verify=True)
+        return True
+    except ConfigError:
+        return False
 
 
 def _start_time(pid: int) -> str | None:
@@ -117,6 +155,8 @@ class RunDir:
         if os.path.isfile(self.file(CHECKPOINT)) and not (resume or overwrite):
             raise ConfigError(f"Run directory {self.path!r} already holds a run: pass --resume "
                               "to continue it or --overwrite to replace it.")
+        if resume:
+            read_checkpoint_state(self.file(CHECKPOINT), verify=True)
 
     def unlock(self) -> None:
         if self._locked:

@@ -238,15 +238,6 @@ def _train(cfg, run_dir, paths, snapshot_dir, state, rt, verbose, extra_callback
     return summary
 
 
-def _started_from(run_dir: str) -> str | None:
-    """The config file the run in `run_dir` was started from (as its checkpoint records it)."""
-    from lbsgd import checkpoint as ckpt
-    try:
-        return ckpt.read_state(os.path.join(run_dir, ckpt.CHECKPOINT_NAME)).get("config_file")
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint is reported when loading it
-        return None
-
-
 def _record_resume(run_dir: str, epochs_done: int, changes: dict) -> None:
     """Appends the config changes of a resume to the run directory's resumes.json."""
     import json
@@ -340,9 +331,11 @@ def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str, dict]:
         raise config_lib.ConfigError(
             f"Field `run_dir` must hold a run to resume (config.json and checkpoint.npz); "
             f"start it without --resume. Received: run_dir={run_dir!r}")
+    from lbsgd import rundir
+    state = rundir.read_checkpoint_state(os.path.join(run_dir, rundir.CHECKPOINT), verify=True)
     saved = config_lib.load_config(saved_path)
     base = saved
-    if FLAGS.config and os.path.realpath(FLAGS.config) != _started_from(run_dir):
+    if FLAGS.config and os.path.realpath(FLAGS.config) != state.get("config_file"):
         base = config_lib.load_config(FLAGS.config)   # another config: compared field by field
     cfg = config_lib.apply_overrides(base, overrides)
     changes = config_lib.config_changes(saved, cfg)

@@ -69,8 +69,10 @@ def test_divergence_stops_every_rank_with_a_clear_error(tmp_path):
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if "lbsgd.train: error:" in line]
     assert len(errors) == 1, proc.stderr[-3000:]
-    assert "training diverged at epoch 1, step " in errors[0]
-    assert "learning rate 2.5e+05" in errors[0]          # 1e6 x 64 / 256, no warmup
+    import re
+    step = int(re.search(r"training diverged at epoch 1, step (\d+) ", errors[0]).group(1))
+    # peak 1e6 x 64 / 256, no warmup, linear decay over 3 x 22 steps; the step is 1-based
+    assert f"(learning rate {2.5e5 * (1 - (step - 1) / 66):.6g})" in errors[0]
     assert "no checkpoint was written" in errors[0]
     assert not (run_dir / ckpt.CHECKPOINT_NAME).exists()  # nothing non-finite saved
     summary = json.loads((run_dir / "summary.json").read_text())   # strict JSON
@@ -157,3 +159,149 @@ def test_stall_timeout_knob_is_validated(monkeypatch):
         faults.stall_timeout()
     monkeypatch.setenv("LBSGD_STALL_TIMEOUT", "30")
     assert faults.stall_timeout() == 30.0
+
+
+def _one_line(proc):
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, (proc.returncode, proc.stderr[-3000:])
+    assert "[1,0]" not in proc.stdout + proc.stderr          # refused before any rank started
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("finished") / "run"
+    horovodrun(2, *TRAIN, "--epochs=2", "--schedule.warmup_epochs=1", f"--run_dir={run_dir}")
+    return run_dir
+
+
+def _snapshot(run_dir):
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
+
+
+def test_second_job_into_a_live_run_dir_is_refused_naming_the_holder(tmp_path):
+    run_dir = str(tmp_path / "run")
+    first = _start("--epochs=40", f"--run_dir={run_dir}")
+    try:
+        _wait_for_epochs(first, run_dir, 1)
+        config_before = open(os.path.join(run_dir, "config.json")).read()
+        holder = _rank_pids(first.pid)[0]
+        for extra in ((), ("--overwrite",)):
+            t0 = time.time()
+            second = horovodrun(2, *TRAIN, "--epochs=3", f"--run_dir={run_dir}", *extra,
+                                check=False)
+            line = _one_line(second)
+            assert "in use by another job" in line and f"pid {holder}" in line
+            assert time.time() - t0 < 30
+        assert first.poll() is None                          # the first job goes on
+        assert open(os.path.join(run_dir, "config.json")).read() == config_before
+    finally:
+        kill_session(first.pid)
+        first.wait(timeout=60)
+    # the killed job's lock is stale: a new job takes it over
+    proc = horovodrun(2, *TRAIN, "--resume", f"--run_dir={run_dir}", "--epochs=3",
+                      "--allow_change=epochs")
+    assert "took over the stale lock" in proc.stderr
+    assert not os.path.exists(os.path.join(run_dir, "run.lock"))
+
+
+@pytest.mark.parametrize("flag, field", [("--batch_size=128", "batch_size"),
+                                         ("--seed=3", "seed"), ("--epochs=5", "epochs"),
+                                         ("--config=configs/digits_recipe.py", "schedule.kind")])
+def test_resume_refuses_a_changed_trajectory_and_writes_nothing(finished_run, flag, field):
+    before = _snapshot(finished_run)
+    proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, *TRAIN, "--resume", flag,
+                           f"--run_dir={finished_run}"], cwd=ROOT, env=launch_env(),
+                          capture_output=True, text=True, timeout=120)
+    line = _one_line(proc)
+    assert f"{field} " in line and "--allow_change=" in line
+    assert _snapshot(finished_run) == before
+
+
+def test_resume_with_allow_change_is_recorded(finished_run, tmp_path):
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    horovodrun(2, *TRAIN, "--resume", "--epochs=3", "--allow_change=epochs",
+               f"--run_dir={run_dir}")
+    log = json.loads((run_dir / "resumes.json").read_text())
+    assert log[-1]["epochs_done"] == 2
+    assert log[-1]["changes"] == {"epochs": {"before": 2, "after": 3}}
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 3
+    rows = list(csv.DictReader(open(run_dir / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+
+
+def test_resume_of_a_missing_run_is_an_error(tmp_path):
+    proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, *TRAIN, "--resume",
+                           f"--run_dir={tmp_path}/nothing"], cwd=ROOT, env=launch_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert "must hold a run to resume" in _one_line(proc)
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_corrupt_checkpoint_names_the_file_and_offers_the_previous_one(finished_run, tmp_path):
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    assert (run_dir / "checkpoint.prev.npz").is_file()        # epoch 1, kept by epoch 2's save
+    (run_dir / "checkpoint.npz").write_bytes(b"not a zip file")
+    proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, *TRAIN, "--resume",
+                           f"--run_dir={run_dir}"], cwd=ROOT, env=launch_env(),
+                          capture_output=True, text=True, timeout=120)
+    line = _one_line(proc)
+    assert f"'{run_dir / 'checkpoint.npz'}'" in line and "damaged or truncated" in line
+    assert f"mv {run_dir / 'checkpoint.prev.npz'}" in line
+    (run_dir / "checkpoint.prev.npz").replace(run_dir / "checkpoint.npz")
+    horovodrun(2, *TRAIN, "--resume", f"--run_dir={run_dir}")
+    assert ckpt.read_state(str(run_dir / "checkpoint.npz"))["epochs_done"] == 2
+
+
+def test_run_files_follow_the_umask(finished_run):
+    for name in ("config.json", "history.csv", "checkpoint.npz", "summary.json"):
+        mode = (finished_run / name).stat().st_mode & 0o777
+        assert mode == 0o666 & ~_umask(), (name, oct(mode))
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _image_folder(root, bad=None, empty_class=False):
+    from PIL import Image
+    for split in ("train", "val"):
+        for c, color in (("cat", 40), ("dog", 200)):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (20, 20), (color, i * 20, 0)).save(d / f"{i}.png")
+    if bad is not None:
+        (root / "train" / "dog" / "broken.jpg").write_bytes(bad)
+    if empty_class:
+        (root / "train" / "bird").mkdir()
+
+
+@pytest.mark.parametrize("content, what", [(b"", "is empty"),
+                                           (b"garbage!" * 10, "not a JPEG, PNG")])
+def test_unreadable_image_is_named_or_skipped(tmp_path, content, what):
+    from lbsgd import data
+    from lbsgd.config import ConfigError, DataConfig
+    _image_folder(tmp_path, bad=content)
+    cfg = DataConfig(name="folder", data_dir=str(tmp_path), image_size=16)
+    with pytest.raises(ConfigError) as err:
+        data.load_source(cfg)
+    assert str(tmp_path / "train" / "dog" / "broken.jpg") in str(err.value)
+    assert what in str(err.value)
+    source = data.load_source(DataConfig(name="folder", data_dir=str(tmp_path), image_size=16,
+                                         skip_unreadable=True))
+    assert source.num_train == 8
+
+
+def test_empty_class_directory_is_an_error(tmp_path):
+    from lbsgd import data
+    from lbsgd.config import ConfigError, DataConfig
+    _image_folder(tmp_path, empty_class=True)
+    with pytest.raises(ConfigError, match=r"class directory without images: .*bird"):
+        data.load_source(DataConfig(name="folder", data_dir=str(tmp_path), image_size=16))
