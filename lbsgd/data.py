@@ -325,6 +325,14 @@ def _readable_images(paths, labels, cfg: DataConfig):
     return paths, labels
 
 
+def _read_all(paths) -> np.ndarray:
+    out = np.empty(len(paths), dtype=object)
+    for i, p in enumerate(paths):
+        with open(p, "rb") as f:
+            out[i] = f.read()
+    return out
+
+
 def _folder(cfg: DataConfig, seed: int) -> Source:
     import os
     train_dir = os.path.join(cfg.data_dir, "train")
