@@ -319,7 +319,8 @@ def _readable_images(paths, labels, cfg: DataConfig):
         import sys
         print(f"lbsgd: skipped {len(bad)} unreadable image file(s) under {cfg.data_dir!r} "
               f"(data.skip_unreadable), e.g. {bad[0]!r}", file=sys.stderr)
-        keep = np.array([p not in set(bad) for p in paths])
+        unreadable = set(bad)
+        keep = np.array([p not in unreadable for p in paths])
         paths = [p for p, k in zip(paths, keep) if k]
         labels = labels[keep]
     return paths, labels

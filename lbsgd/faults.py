@@ -249,7 +249,6 @@ class StallWatchdog(keras.callbacks.Callback):
             names = sorted(os.listdir(self.heartbeat_dir))
         except OSError:
             return found
-        now = time.time()
         for name in names:
             if not (name.startswith("rank") and name.endswith(".json")):
                 continue
