@@ -12,12 +12,13 @@
   at given epochs) the LR drops to mu0 * beta first (an effective first decay
   of B_s/B_m * beta) and is multiplied by beta at later decays.
 * :class:`AdaptiveBatchSize`: the Keras callback that runs both policies,
-  sets the optimizer's LR every epoch, publishes `batch_size`,
-  `learning_rate`, `steps`, `K` and asks the loop to rebuild the input
-  pipeline when the batch grows; :func:`fit` is that loop (a sequence of
-  `model.fit` segments, one per batch size), so the batch really grows:
-  more samples per optimizer step, fewer steps and fewer allreduces per
-  epoch, in one process or under horovodrun.
+  sets the optimizer's LR every epoch (a plain LR, or a factor on any Keras
+  schedule: :class:`ScaledSchedule`), publishes `batch_size`,
+  `learning_rate`, `steps` and `K`, and asks the loop to rebuild the input
+  pipeline when the batch grows. The loop is lbsgd.trainer.fit_segments (a
+  sequence of `model.fit` segments, one per batch size), so the batch
+  really grows: more samples per optimizer step, fewer steps and fewer
+  allreduces per epoch, in one process or under horovodrun.
 
 The policies are pure (no TensorFlow): they take theta and the training
 cost per epoch and return decisions, and their state is JSON for exact
@@ -219,6 +220,7 @@ class ThetaMonitor(keras.callbacks.Callback):
         self.cost_initial = None
         self.w0 = None
         self.history: list[float] = []
+        self._measured = None      # (epoch, theta, cost) of the epoch that just ended
 
     def get_state(self):
         return {"cost_initial": self.cost_initial, "history": self.history}
@@ -247,10 +249,20 @@ class ThetaMonitor(keras.callbacks.Callback):
             ckpt.atomic_write_arrays(self.reference_path,
                                      {f"w{i}": w for i, w in enumerate(self.w0)})
 
+    def measure(self, epoch: int) -> tuple[float, float]:
+        """(theta, F) after 0-based `epoch`, computed once per epoch (any caller may ask first)."""
+        if self._measured is None or self._measured[0] != epoch:
+            cost = _cost(self.model, self.dataset, self.loss_fn)
+            value = theta(self.cost_initial, cost, self.w0, self._weights())
+            self.history = self.history[:epoch] + [value]
+            self._measured = (epoch, value, cost)
+        return self._measured[1], self._measured[2]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._measured = None
+
     def on_epoch_end(self, epoch, logs=None):
-        cost = _cost(self.model, self.dataset, self.loss_fn)
-        value = theta(self.cost_initial, cost, self.w0, self._weights())
-        self.history = self.history[:epoch] + [value]
+        value, cost = self.measure(epoch)
         if logs is not None:
             logs["theta"] = value
             logs["train_cost"] = cost
@@ -262,32 +274,62 @@ def _unreduced(loss: keras.losses.Loss):
     return type(loss).from_config(config)
 
 
+@keras.saving.register_keras_serializable(package="lbsgd")
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """A Keras LR schedule times a factor held in a variable (batch growth on any schedule).
+
+    AdaptiveBatchSize sets `factor` every epoch; the compiled train step
+    reads the variable, so nothing is retraced.
+    """
+
+    def __init__(self, schedule, factor: float = 1.0):
+        self.schedule = (keras.optimizers.schedules.deserialize(schedule)
+                         if isinstance(schedule, dict) else schedule)
+        self.factor = keras.Variable(float(factor), dtype="float32", trainable=False,
+                                     name="lbsgd_lr_factor")
+
+    def __call__(self, step):
+        return self.schedule(step) * keras.ops.cast(self.factor, "float32")
+
+    def get_config(self):
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule),
+                "factor": float(keras.ops.convert_to_numpy(self.factor))}
+
+
 class AdaptiveBatchSize(keras.callbacks.Callback):
     """Runs BatchGrowth and LRControl in `fit`: LR per epoch, batch growth requests.
 
-    At each epoch begin it sets the optimizer's learning rate to the current
-    mu (mu0 x growth factor, or after decays mu0 x beta^k x later growth);
-    at each epoch end it reads `logs["theta"]` (ThetaMonitor, earlier in the
-    list) and `logs["loss"]`, updates both policies, and publishes the epoch's
-    `batch_size`, `learning_rate`, `steps` and `K`. When the batch grows it
-    stops this `fit` so the loop (:func:`fit`) rebuilds the pipeline at the
-    new batch size; `pending` tells the loop to continue.
+    At each epoch begin it sets the learning rate to the current mu (mu0 x
+    growth factor, or after decays mu0 x beta^k x later growth). A plain LR
+    is assigned; a Keras LearningRateSchedule (e.g. a warmup) is wrapped
+    once in a ScaledSchedule and multiplied by mu / mu0. At each epoch end it
+    takes theta from `theta_monitor` (computed there if that callback has not
+    run yet, so the order of the two callbacks does not matter), updates both
+    policies, and publishes the epoch's `batch_size`, `learning_rate`, `steps`
+    and `K`. When the batch grows it stops this `fit` so the loop
+    (lbsgd.trainer.fit_segments) rebuilds the pipeline at the new batch
+    size; `pending` tells the loop to continue.
 
     Args:
       growth: a BatchGrowth. lr_control: an LRControl.
-      initial_learning_rate: mu0, the LR at the starting batch B_s.
+      initial_learning_rate: mu0, the LR at the starting batch B_s (with a
+        schedule: the value the schedule's LR is measured against, its peak).
       steps_for_batch: callable(batch) -> optimizer steps per epoch.
+      theta_monitor: the ThetaMonitor of the same fit (None: read
+        `logs["theta"]`, which then must come from a ThetaMonitor earlier in
+        the list; without either, a fit whose K is not fixed is refused).
     """
 
     state_key = "adaptive_batch"
 
     def __init__(self, growth: BatchGrowth, lr_control: LRControl,
-                 initial_learning_rate: float, steps_for_batch):
+                 initial_learning_rate: float, steps_for_batch, theta_monitor=None):
         super().__init__()
         self.growth, self.lr_control = growth, lr_control
         self.initial_learning_rate = float(initial_learning_rate)
         self.learning_rate = float(initial_learning_rate)
         self.steps_for_batch = steps_for_batch
+        self.theta_monitor = theta_monitor
         self.pending = False
         self.events: list[dict] = []
 
@@ -307,16 +349,37 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.pending = False
+        optimizer = self.model.optimizer
+        schedule = getattr(optimizer, "_learning_rate", None)
+        if (isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule)
+                and not isinstance(schedule, ScaledSchedule)):
+            optimizer.learning_rate = ScaledSchedule(schedule)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.optimizer.learning_rate.assign(self.learning_rate)
+        optimizer = self.model.optimizer
+        schedule = getattr(optimizer, "_learning_rate", None)
         self._epoch_batch, self._epoch_lr = self.growth.batch, self.learning_rate
+        if isinstance(schedule, ScaledSchedule):
+            schedule.factor.assign(self.learning_rate / self.initial_learning_rate)
+            self._epoch_lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        else:
+            optimizer.learning_rate.assign(self.learning_rate)
+
+    def _theta(self, epoch, logs):
+        if self.theta_monitor is not None:
+            return self.theta_monitor.measure(epoch)[0]
+        if "theta" not in logs and self.growth.k is None:
+            raise ValueError(
+                "AdaptiveBatchSize found no `theta` in the epoch logs: pass "
+                "theta_monitor=<the ThetaMonitor> (any order), put the ThetaMonitor before "
+                "it in `callbacks`, or fix K with BatchGrowth(k_epochs=...).")
+        return logs.get("theta")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         done = epoch + 1
         factor = self.growth.lr_factor
-        grew = self.growth.end_epoch(logs.get("theta"))
+        grew = self.growth.end_epoch(self._theta(epoch, logs))
         if grew:
             self.learning_rate *= self.growth.lr_factor / factor
             self.lr_control.restart()   # saturation is judged at the new batch and LR
@@ -332,75 +395,7 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
         logs["batch_size"] = self._epoch_batch
         logs["learning_rate"] = self._epoch_lr
         logs["steps"] = self.steps_for_batch(self._epoch_batch)
-        logs["K"] = float(self.growth.k or 0)
+        logs["K"] = self.growth.k or 0
         if grew:
             self.pending = True
             self.model.stop_training = True
-
-
-class ConvergenceStop(keras.callbacks.Callback):
-    """Stops when `monitor` has not improved by `min_delta` for `patience` epochs.
-
-    Lee et al. VI-A: validation PSNR not up by 0.1 dB over 50 epochs. Records
-    `converged_epoch` (the epoch of the best value) for the summary; its
-    state survives resume.
-    """
-
-    state_key = "convergence"
-
-    def __init__(self, monitor: str, min_delta: float, patience: int, mode: str = "max"):
-        super().__init__()
-        if mode not in ("max", "min"):
-            raise ValueError(f"Argument `mode` must be 'max' or 'min'. Received: mode={mode!r}")
-        self.monitor, self.min_delta, self.patience, self.mode = monitor, min_delta, patience, mode
-        self.best, self.best_epoch, self.wait, self.stopped_epoch = None, None, 0, None
-
-    def get_state(self):
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "stopped_epoch": self.stopped_epoch}
-
-    def set_state(self, state):
-        self.best, self.best_epoch = state["best"], state["best_epoch"]
-        self.wait, self.stopped_epoch = state["wait"], state["stopped_epoch"]
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None or not math.isfinite(value):
-            return
-        sign = 1.0 if self.mode == "max" else -1.0
-        if self.best is None or sign * (value - self.best) > self.min_delta:
-            self.best, self.best_epoch, self.wait = float(value), epoch + 1, 0
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.stopped_epoch = epoch + 1
-            self.model.stop_training = True
-
-
-def fit(model, make_dataset, epochs: int, initial_epoch: int = 0, adaptive=None,
-        stopped=None, **fit_kwargs) -> int:
-    """`model.fit` in segments of constant batch size; returns the epochs done.
-
-    Args:
-      make_dataset: callable(global_batch, first_epoch) -> (dataset, steps)
-        giving this rank's batches from `first_epoch` on at that global batch.
-      adaptive: the AdaptiveBatchSize callback in `fit_kwargs["callbacks"]`
-        (None: one ordinary fit at a fixed batch `make_dataset(None, ...)`).
-      stopped: callable() -> bool: the run stopped for good (default: a
-        ConvergenceStop among the callbacks has stopped it).
-      fit_kwargs: passed to every `model.fit` (callbacks, validation_data,
-        verbose, ...); the callbacks are the same objects in every segment.
-    """
-    if stopped is None:
-        stops = [cb for cb in fit_kwargs.get("callbacks", []) if isinstance(cb, ConvergenceStop)]
-        stopped = lambda: any(cb.stopped_epoch is not None for cb in stops)  # noqa: E731
-    epoch = initial_epoch
-    while epoch < epochs:
-        batch = adaptive.batch_size if adaptive is not None else None
-        dataset, steps = make_dataset(batch, epoch)
-        history = model.fit(dataset, epochs=epochs, initial_epoch=epoch,
-                            steps_per_epoch=steps, **fit_kwargs)
-        epoch += len(history.epoch)
-        if adaptive is None or not adaptive.pending or stopped():
-            break
-    return epoch

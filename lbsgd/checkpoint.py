@@ -9,10 +9,8 @@ half-written checkpoint, history or summary behind.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import tempfile
 
 import keras
 import numpy as np
@@ -20,68 +18,14 @@ import numpy as np
 from lbsgd import rundir
 
 CHECKPOINT_NAME = rundir.CHECKPOINT
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes `data` to `path` so readers see the old file or the new one, never a part."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())     # mkstemp makes 0600; run files follow the umask
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 RUN_FILES = rundir.RUN_FILES
-
-
-def remove_stale_temporaries(directory: str, bases=RUN_FILES) -> None:
-    """Deletes temporary files a killed writer left in `directory` (never complete files).
-
-    Only temporaries of the files named in `bases`; `bases=None`: every hidden
-    file (a directory only lbsgd writes, such as snapshots/).
-    """
-    if not os.path.isdir(directory):
-        return
-    for name in os.listdir(directory):
-        if name.startswith(".") and (bases is None or any(
-                name.startswith(f".{base}.") for base in bases)):
-            os.unlink(os.path.join(directory, name))
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def strict_json(obj):
-    """`obj` with every non-finite float replaced by None (so json.dumps gives strict JSON)."""
-    if isinstance(obj, float):
-        return obj if obj == obj and abs(obj) != float("inf") else None
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    return obj
-
-
-def atomic_write_json(path: str, obj) -> None:
-    """Writes strict JSON (non-finite numbers become null), atomically."""
-    atomic_write_text(path, json.dumps(strict_json(obj), indent=2, sort_keys=True,
-                                       allow_nan=False) + "\n")
+# The atomic writers live with the run directory; re-exported for the callbacks.
+atomic_write_bytes = rundir.atomic_write_bytes
+atomic_write_text = rundir.atomic_write_text
+atomic_write_json = rundir.atomic_write_json
+strict_json = rundir.strict_json
+remove_stale_temporaries = rundir.remove_stale_temporaries
+atomic_write_arrays = rundir.atomic_write_arrays
 
 
 def _variables(model: keras.Model):
@@ -89,13 +33,6 @@ def _variables(model: keras.Model):
     if opt is not None and not opt.built:
         opt.build(model.trainable_variables)
     return list(model.variables), list(opt.variables) if opt is not None else []
-
-
-def atomic_write_arrays(path: str, arrays: dict) -> None:
-    """Writes named numpy arrays as one .npz, atomically."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _write(path: str, groups: dict, json_key: str, obj) -> None:

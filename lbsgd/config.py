@@ -48,6 +48,14 @@ def _require(ok: bool, field: str, value, rule: str) -> None:
         raise ConfigError(f"Field `{field}` {rule}. Received: {field}={value!r}")
 
 
+def _optional(hint):
+    """X for a `X | None` hint (None = derived from other fields), else None."""
+    args = typing.get_args(hint)
+    if type(None) in args and len(args) == 2:
+        return next(a for a in args if a is not type(None))
+    return None
+
+
 def _check_types(obj, section: str) -> None:
     """ConfigError for a field whose value has the wrong type (ints stay ints: epochs=2.5 is
     refused, not truncated); ints given for floats become floats, lists for tuples tuples."""
@@ -56,6 +64,10 @@ def _check_types(obj, section: str) -> None:
         hint, value, name = hints[f.name], getattr(obj, f.name), f"{section}{f.name}"
         if dataclasses.is_dataclass(hint):
             continue
+        if _optional(hint) is not None:
+            if value is None:
+                continue
+            hint = _optional(hint)
         if hint is bool:
             ok = isinstance(value, bool)
         elif hint is int:
@@ -286,47 +298,160 @@ class OptimizerConfig:
         _one_of("optimizer.compression", self.compression, COMPRESSIONS)
 
 
+@dataclasses.dataclass(frozen=True)
+class EnsembleTiming:
+    """When each phase of the collapsed-ensemble schedule begins and ends, in epochs.
+
+    The one place the cycle timing is computed: the LR schedule
+    (lbsgd.schedules.CollapsedEnsemble) and the epoch plan (lbsgd.recipe:
+    weight decay, augmentation, snapshots) both read it. Every collapse ends
+    on a whole epoch, where its snapshot is taken.
+    """
+
+    linear_end_epoch: float
+    linear_horizon_epochs: float
+    power2_end_epoch: float
+    power2_end_fraction: float
+    rewarmup_epochs: float
+    rise_factor: float
+    decay_epochs: float
+    decay_divisor: float
+    num_cycles: int
+
+    @property
+    def cycle_epochs(self) -> float:
+        return self.rewarmup_epochs + self.decay_epochs
+
+    @property
+    def end_epoch(self) -> float:
+        return self.power2_end_epoch + self.num_cycles * self.cycle_epochs
+
+    def collapse_ends(self) -> list[int]:
+        """1-based epochs after which a collapse ends (one snapshot each)."""
+        return [int(round(self.power2_end_epoch + k * self.cycle_epochs))
+                for k in range(self.num_cycles + 1)]
+
+    def phase(self, epoch: int) -> tuple[str, int, bool]:
+        """(phase, cycle, ends a collapse) of 0-based `epoch`: "main", "collapse" or "rewarmup"."""
+        ends = self.collapse_ends()
+        if epoch < math.floor(self.linear_end_epoch + 1e-9):
+            return "main", -1, False
+        if epoch < ends[0]:
+            return "collapse", 0, epoch + 1 == ends[0]
+        k = next((i for i, end in enumerate(ends) if epoch < end), len(ends))
+        if k == len(ends):
+            return "collapse", self.num_cycles, False      # LR held after the last cycle
+        if epoch < ends[k - 1] + self.rewarmup_epochs - 1e-9:
+            return "rewarmup", k, False
+        return "collapse", k, epoch + 1 == ends[k]
+
+
+# The paper's 120-epoch run (Figure 4): proportions for other run lengths.
+PAPER_ENSEMBLE_EPOCHS = 120
+PAPER_CYCLE_FRACTION = 15 / 120          # one re-warmup + decay cycle
+PAPER_REWARMUP_FRACTION = 3 / 15         # of a cycle
+PAPER_POWER2_END_FRACTION = 45 / 120     # the first collapse ends
+PAPER_LINEAR_END_FRACTION = 30 / 45      # of the first collapse's end
+PAPER_LINEAR_HORIZON_FACTOR = 90 / 30    # the linear decay's slope reaches 0 at 3x its end
+PAPER_NUM_CYCLES = 5
+
+
 @dataclasses.dataclass
 class EnsembleConfig:
     """The collapsed-ensemble cycles (Codreanu et al. VI, Figure 4), in epochs.
 
-    Defaults are the paper's 120-epoch run: linear decay to epoch 30, power-2
-    decay to ~22% of the peak at epoch 45, then 5 cycles of a 3-epoch x3
-    re-warmup and a 12-epoch power-2 decay dividing the top by 4, ending at
-    epochs 60, 75, 90, 105, 120. Each power-2 decay is a collapse (weight
-    decay doubled, scale/aspect augmentation off) and ends with a snapshot.
+    The paper's 120-epoch run: linear decay to epoch 30, power-2 decay to
+    ~22% of the peak at epoch 45, then 5 cycles of a 3-epoch x3 re-warmup and
+    a 12-epoch power-2 decay dividing the top by 4, ending at epochs 60, 75,
+    90, 105, 120. Each power-2 decay is a collapse (weight decay doubled,
+    scale/aspect augmentation off) and ends with a snapshot.
+
+    The epoch fields left at None follow the run's `epochs` in those
+    proportions (:meth:`timing`): a cycle is 1/8 of the run (whole epochs,
+    at least 2), its re-warmup 1/5 of the cycle, up to 5 cycles after the
+    first collapse ends near 3/8 of the run, the last cycle ending with the
+    run. Explicit values override; `timing` refuses a schedule that ends
+    mid-cycle, runs past its last cycle, ends a collapse mid-epoch or yields
+    fewer than 2 snapshots.
     """
 
-    linear_end_epoch: float = 30.0
-    linear_horizon_epochs: float = 90.0
-    power2_end_epoch: float = 45.0
+    linear_end_epoch: float | None = None
+    linear_horizon_epochs: float | None = None
+    power2_end_epoch: float | None = None
     power2_end_fraction: float = 0.22
-    rewarmup_epochs: float = 3.0
+    rewarmup_epochs: float | None = None
     rise_factor: float = 3.0
-    decay_epochs: float = 12.0
+    decay_epochs: float | None = None
     decay_divisor: float = 4.0
-    num_cycles: int = 5
+    num_cycles: int | None = None
 
     def __post_init__(self):
         _check_types(self, "schedule.ensemble.")
         for f in ("linear_end_epoch", "linear_horizon_epochs", "power2_end_epoch",
                   "rewarmup_epochs", "rise_factor", "decay_epochs", "decay_divisor"):
-            _require(getattr(self, f) > 0, f"schedule.ensemble.{f}", getattr(self, f), "must be > 0")
-        _require(self.linear_end_epoch < self.linear_horizon_epochs,
-                 "schedule.ensemble.linear_end_epoch", self.linear_end_epoch,
-                 "must be < schedule.ensemble.linear_horizon_epochs")
-        _require(self.power2_end_epoch > self.linear_end_epoch,
-                 "schedule.ensemble.power2_end_epoch", self.power2_end_epoch,
-                 "must be > schedule.ensemble.linear_end_epoch")
-        _require(0 < self.power2_end_fraction < 1 - self.linear_end_epoch /
-                 self.linear_horizon_epochs, "schedule.ensemble.power2_end_fraction",
-                 self.power2_end_fraction, "must be in (0, LR fraction left at linear_end_epoch)")
-        _require(self.num_cycles >= 0, "schedule.ensemble.num_cycles", self.num_cycles,
-                 "must be >= 0")
+            v = getattr(self, f)
+            _require(v is None or v > 0, f"schedule.ensemble.{f}", v, "must be > 0")
+        _require(self.num_cycles is None or self.num_cycles >= 0, "schedule.ensemble.num_cycles",
+                 self.num_cycles, "must be >= 0")
 
-    @property
-    def end_epoch(self) -> float:
-        return self.power2_end_epoch + self.num_cycles * (self.rewarmup_epochs + self.decay_epochs)
+    @classmethod
+    def paper(cls) -> "EnsembleConfig":
+        """The paper's 120-epoch timing, every field explicit."""
+        return cls(linear_end_epoch=30.0, linear_horizon_epochs=90.0, power2_end_epoch=45.0,
+                   rewarmup_epochs=3.0, decay_epochs=12.0, num_cycles=5)
+
+    def timing(self, epochs: int) -> EnsembleTiming:
+        """The timing of a run of `epochs` epochs (derived fields filled in; ConfigError if unusable)."""
+        f = "schedule.ensemble."
+        rewarmup, decay = self.rewarmup_epochs, self.decay_epochs
+        share = PAPER_REWARMUP_FRACTION / (1 - PAPER_REWARMUP_FRACTION)   # 3 : 12
+        if rewarmup is None and decay is None:
+            cycle = max(2, round(epochs * PAPER_CYCLE_FRACTION))
+            rewarmup = cycle * PAPER_REWARMUP_FRACTION
+            decay = cycle - rewarmup
+        elif rewarmup is None:
+            rewarmup = decay * share
+        elif decay is None:
+            decay = rewarmup / share
+        cycle = rewarmup + decay
+        num_cycles = self.num_cycles
+        power2_end = self.power2_end_epoch
+        if num_cycles is None:
+            first = power2_end if power2_end is not None else round(
+                epochs * PAPER_POWER2_END_FRACTION)
+            num_cycles = max(0, min(PAPER_NUM_CYCLES, int((epochs - first + 1e-9) // cycle)))
+        if power2_end is None:
+            power2_end = epochs - num_cycles * cycle
+        linear_end = self.linear_end_epoch or power2_end * PAPER_LINEAR_END_FRACTION
+        horizon = self.linear_horizon_epochs or linear_end * PAPER_LINEAR_HORIZON_FACTOR
+        t = EnsembleTiming(float(linear_end), float(horizon), float(power2_end),
+                           self.power2_end_fraction, float(rewarmup), self.rise_factor,
+                           float(decay), self.decay_divisor, int(num_cycles))
+        _check_timing(t, epochs, f)
+        return t
+
+
+def _check_timing(t: EnsembleTiming, epochs: int, f: str) -> None:
+    whole = lambda x: abs(x - round(x)) < 1e-6  # noqa: E731
+    _require(t.linear_end_epoch < t.linear_horizon_epochs, f + "linear_end_epoch",
+             t.linear_end_epoch, f"must be < {f}linear_horizon_epochs={t.linear_horizon_epochs:g}")
+    _require(t.linear_end_epoch < t.power2_end_epoch, f + "power2_end_epoch", t.power2_end_epoch,
+             f"must be > {f}linear_end_epoch={t.linear_end_epoch:g}")
+    _require(0 < t.power2_end_fraction < 1 - t.linear_end_epoch / t.linear_horizon_epochs,
+             f + "power2_end_fraction", t.power2_end_fraction,
+             "must be in (0, LR fraction left at linear_end_epoch)")
+    _require(whole(t.power2_end_epoch), f + "power2_end_epoch", t.power2_end_epoch,
+             "must be a whole epoch (a collapse ends there, with a snapshot)")
+    _require(whole(t.cycle_epochs), f + "decay_epochs", t.decay_epochs,
+             f"must make rewarmup_epochs + decay_epochs a whole number of epochs (now "
+             f"{t.cycle_epochs:g}): each cycle's collapse ends with a snapshot")
+    _require(t.num_cycles + 1 >= 2, "epochs", epochs,
+             f"gives {t.num_cycles + 1} snapshot(s); a collapsed ensemble needs >= 2 "
+             f"(lengthen the run or set {f}num_cycles)")
+    _require(abs(t.end_epoch - epochs) < 1e-6, "epochs", epochs,
+             f"must equal the last cycle's end, epoch {t.end_epoch:g} "
+             f"({'the run would stop mid-cycle' if epochs < t.end_epoch else 'epochs after it would have no schedule'}; "
+             f"leave the {f}* epoch fields unset to derive them from epochs)")
 
 
 @dataclasses.dataclass
@@ -565,10 +690,10 @@ class TrainConfig:
             _require(self.schedule.warmup_epochs < self.epochs, "schedule.warmup_epochs",
                      self.schedule.warmup_epochs, f"must be < epochs={self.epochs}")
         elif self.schedule.kind == "collapsed_ensemble":
-            _require(self.schedule.warmup_epochs <= self.schedule.ensemble.linear_end_epoch,
+            linear_end = self.schedule.ensemble.timing(self.epochs).linear_end_epoch
+            _require(self.schedule.warmup_epochs <= linear_end,
                      "schedule.warmup_epochs", self.schedule.warmup_epochs,
-                     "must be <= schedule.ensemble.linear_end_epoch="
-                     f"{self.schedule.ensemble.linear_end_epoch:g}")
+                     f"must be <= schedule.ensemble.linear_end_epoch={linear_end:g}")
         if self.schedule.kind == "standard":
             c = self.schedule.collapse_epochs_for(self.epochs)
             _require(c < self.epochs, "schedule.collapse_epochs", self.schedule.collapse_epochs,
@@ -577,9 +702,7 @@ class TrainConfig:
                      "schedule.weight_decay_epochs", self.schedule.weight_decay_epochs,
                      f"must be < epochs={self.epochs}")
         else:
-            _require(self.epochs >= self.schedule.ensemble.power2_end_epoch, "epochs",
-                     self.epochs, "must reach schedule.ensemble.power2_end_epoch="
-                     f"{self.schedule.ensemble.power2_end_epoch:g} for a collapsed ensemble")
+            self.schedule.ensemble.timing(self.epochs)
 
     def validate_for(self, num_ranks: int) -> None:
         """Checks what depends on the job size."""
@@ -673,6 +796,10 @@ def leaves(cls=TrainConfig, prefix: str = ""):
 
 
 def _parse_leaf(path: str, hint, text: str):
+    if _optional(hint) is not None:
+        if text.strip().lower() in ("", "none", "derived"):
+            return None
+        hint = _optional(hint)
     origin = typing.get_origin(hint) or hint
     try:
         if hint is bool:

@@ -197,6 +197,24 @@ class _DistributedMixin:
             m.assign(m * tf.cast(ratio, m.dtype))
         self.previous_learning_rate.assign(lr)
 
+    # -- model.save / load_model ----------------------------------------------
+    def get_config(self):
+        """The wrapped optimizer's config and lbsgd's settings (`import lbsgd` before loading)."""
+        base = _base_class(type(self))
+        return {"optimizer": keras.optimizers.serialize(base.from_config(super().get_config())),
+                "exchange": self._lbsgd_exchange, "compression": self._lbsgd_compression,
+                "weight_decay": float(keras.ops.convert_to_numpy(self.l2_weight_decay)),
+                "momentum_correction": self._lbsgd_momentum_correction}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        if "optimizer" not in config:       # a plain optimizer config: build this class from it
+            return super().from_config(config, custom_objects=custom_objects)
+        config = dict(config)
+        inner = keras.optimizers.deserialize(config.pop("optimizer"),
+                                             custom_objects=custom_objects)
+        return DistributedOptimizer(inner, **config)
+
     @property
     def gradient_exchange(self) -> str:
         return self._lbsgd_exchange
@@ -204,6 +222,23 @@ class _DistributedMixin:
     @property
     def gradient_compression(self) -> str:
         return self._lbsgd_compression
+
+
+def _base_class(cls):
+    """The Keras optimizer class under lbsgd's wrapper (the class itself if unwrapped)."""
+    return next(c for c in cls.__mro__ if not issubclass(c, _DistributedMixin))
+
+
+_CLASSES = {}
+
+
+def _distributed_class(base):
+    """`Distributed<Base>`: one subclass per optimizer class, registered for model.save/load."""
+    if base not in _CLASSES:
+        cls = type(f"Distributed{base.__name__}", (_DistributedMixin, base),
+                   {"__module__": __name__})
+        _CLASSES[base] = keras.saving.register_keras_serializable(package="lbsgd")(cls)
+    return _CLASSES[base]
 
 
 def default_decay_filter(variable) -> bool:
@@ -215,7 +250,7 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
                          exchange: str = "grouped",
                          weight_decay: float = 0.0,
                          decay_filter=None,
-                         momentum_correction: bool = False,
+                         momentum_correction: bool = True,
                          compression: str = "none") -> keras.optimizers.Optimizer:
     """Wraps a Keras 3 optimizer so its updates use gradients averaged over all ranks.
 
@@ -230,7 +265,8 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
       decay_filter: callable(variable) -> bool selecting decayed variables
         (default: tensors of rank > 1, i.e. kernels).
       momentum_correction: scale the velocity by lr_t / lr_{t-1} (for
-        optimizers with a `momentum` > 0, i.e. SGD; ignored otherwise).
+        optimizers with a `momentum` > 0, i.e. SGD; ignored otherwise). On by
+        default, as in OptimizerConfig.
       compression: wire format of the exchanged gradients, "none" or "fp16"
         (float32 gradients sent as float16: half the bytes).
     """
@@ -240,11 +276,14 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
     if getattr(optimizer, "built", False):
         raise ValueError("Argument `optimizer` must not be built yet (wrap it before "
                          f"compile/fit). Received: optimizer={optimizer.name!r}")
-    base = type(optimizer)
-    if isinstance(optimizer, _DistributedMixin):
-        base = next(c for c in base.__mro__[1:] if not issubclass(c, _DistributedMixin))
-    cls = type(f"Distributed{base.__name__}", (_DistributedMixin, base), {})
-    wrapped = cls.from_config(optimizer.get_config())
+    native = getattr(optimizer, "weight_decay", None)
+    if weight_decay and native:
+        raise ValueError(
+            "Argument `weight_decay` would add a second weight decay: the optimizer already "
+            f"has Keras' decoupled weight_decay={native}. Use one of them. Received: "
+            f"weight_decay={weight_decay}")
+    base = _base_class(type(optimizer))
+    wrapped = _distributed_class(base).from_config(optimizer.get_config())
     wrapped._lbsgd_setup(exchange, weight_decay, decay_filter, momentum_correction,
                          compression)
     return wrapped
@@ -342,29 +381,35 @@ class SyncModelState(keras.callbacks.Callback):
 
     Each rank updates its BN moving averages from its own shard; averaging them
     before every validation and at every epoch end keeps all ranks' models
-    identical, so validation and checkpoints see one model.
+    identical, so validation and checkpoints see one model. Outside `fit`
+    (a standalone `evaluate`) it does nothing.
     """
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._synced = False
-
-    def _sync(self):
-        if not getattr(self, "_synced", False):
-            average_variables(self.model.non_trainable_variables, name="lbsgd.sync_state")
-            self._synced = True
-
-    def on_test_begin(self, logs=None):
-        if getattr(self.model, "_lbsgd_in_fit", True):
-            self._sync()
+    def __init__(self):
+        super().__init__()
+        self.in_fit = False
+        self.synced = False      # this epoch's statistics are averaged already
 
     def on_train_begin(self, logs=None):
-        self.model._lbsgd_in_fit = True
+        self.in_fit = True
+
+    def on_train_end(self, logs=None):
+        self.in_fit = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.synced = False
+
+    def _sync(self):
+        if not self.synced:
+            average_variables(self.model.non_trainable_variables, name="lbsgd.sync_state")
+            self.synced = True
+
+    def on_test_begin(self, logs=None):
+        if self.in_fit:
+            self._sync()
 
     def on_epoch_end(self, epoch, logs=None):
         self._sync()
-
-    def on_train_end(self, logs=None):
-        self.model._lbsgd_in_fit = False
 
 
 class MetricAverage(keras.callbacks.Callback):
@@ -375,12 +420,19 @@ class MetricAverage(keras.callbacks.Callback):
     Training metrics are made global before validation resets them; validation
     metrics at the end of validation; both are written into the epoch logs
     before History, CSV or TensorBoard read them. Exact for additive metrics
-    (means, accuracies, confusion counts), which are Keras' usual ones.
+    (means, accuracies, confusion counts), which are Keras' usual ones. A
+    standalone `evaluate` outside an epoch is left alone.
     """
 
+    def __init__(self):
+        super().__init__()
+        self.in_epoch = False
+        self.train_results = None    # this epoch's global training metrics, once taken
+        self.val_results = None      # this epoch's global validation metrics
+
     def on_epoch_begin(self, epoch, logs=None):
-        self._train = None
-        self._val = None
+        self.in_epoch = True
+        self.train_results = self.val_results = None
 
     def _global_results(self, name):
         model = self.model
@@ -396,22 +448,23 @@ class MetricAverage(keras.callbacks.Callback):
         return results
 
     def on_test_begin(self, logs=None):
-        if getattr(self, "_train", False) is None:
-            self._train = self._global_results("lbsgd.metrics.train")
+        if self.in_epoch and self.train_results is None:
+            self.train_results = self._global_results("lbsgd.metrics.train")
 
     def on_test_end(self, logs=None):
-        if getattr(self, "_train", False) is not None:
-            self._val = self._global_results("lbsgd.metrics.val")
+        if self.in_epoch:
+            self.val_results = self._global_results("lbsgd.metrics.val")
 
     def on_epoch_end(self, epoch, logs=None):
+        self.in_epoch = False
         if logs is None:
             return
-        train = self._train if self._train is not None else self._global_results(
-            "lbsgd.metrics.train")
+        train = self.train_results
+        if train is None:
+            train = self._global_results("lbsgd.metrics.train")
         logs.update(train)
-        if self._val is not None:
-            logs.update({f"val_{k}": v for k, v in self._val.items()})
-        self._train = False  # outside an epoch: standalone evaluate is not ours
+        if self.val_results is not None:
+            logs.update({f"val_{k}": v for k, v in self.val_results.items()})
 
 
 def callbacks(root_rank: int = 0):
@@ -421,3 +474,8 @@ def callbacks(root_rank: int = 0):
     early stopping); Keras adds History and the progress bar after them.
     """
     return [BroadcastGlobalVariables(root_rank), SyncModelState(), MetricAverage()]
+
+
+for _optimizer in (keras.optimizers.SGD, keras.optimizers.Adam, keras.optimizers.AdamW,
+                   keras.optimizers.RMSprop, keras.optimizers.Nadam, keras.optimizers.Lion):
+    _distributed_class(_optimizer)   # so `load_model` finds them once lbsgd is imported

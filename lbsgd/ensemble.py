@@ -22,7 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-ENSEMBLE_NAME = "ensemble.json"
+from lbsgd import rundir  # noqa: E402
+
+ENSEMBLE_NAME = rundir.ENSEMBLE
 
 
 def _predict(model, dataset):
@@ -132,17 +134,21 @@ class EnsembleEvaluation(keras.callbacks.Callback):
         self.result = None
 
     def on_train_end(self, logs=None):
+        self.evaluate(self.model)
+
+    def evaluate(self, model) -> dict | None:
+        """Evaluates the snapshots and their ensemble on `model` (its weights are put back)."""
         from lbsgd import checkpoint as ckpt
         from lbsgd import runtime
 
         if len(self.snapshots.snapshots) < self.min_snapshots:
-            return
-        saved = [keras.ops.convert_to_numpy(v.value) for v in self.model.variables]
+            return None
+        saved = [keras.ops.convert_to_numpy(v.value) for v in model.variables]
         try:
-            self.result = evaluate_snapshots(self.model, self.snapshots.paths, self.dataset,
+            self.result = evaluate_snapshots(model, self.snapshots.paths, self.dataset,
                                              self.members)
         finally:
-            for v, value in zip(self.model.variables, saved):
+            for v, value in zip(model.variables, saved):
                 v.assign(value)
         if runtime.current().is_chief:
             if self.path:
@@ -151,6 +157,7 @@ class EnsembleEvaluation(keras.callbacks.Callback):
                 print("Collapsed ensemble (softmax average of "
                       f"{len(self.result['ensemble']['members'])} snapshots):\n"
                       + format_table(self.result), flush=True)
+        return self.result
 
 
 # --------------------------------------------------------------------------

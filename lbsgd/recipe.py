@@ -23,11 +23,11 @@ import os
 import keras
 
 from lbsgd import checkpoint as ckpt
-from lbsgd import runtime
+from lbsgd import rundir, runtime
 from lbsgd.config import ScheduleConfig, TrainConfig
 
-SNAPSHOT_DIR = "snapshots"
-SNAPSHOT_INDEX = "index.json"
+SNAPSHOT_DIR = rundir.SNAPSHOTS
+SNAPSHOT_INDEX = rundir.SNAPSHOT_INDEX
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,29 +64,12 @@ def collapse_weight_decay(schedule: ScheduleConfig, base: float) -> float:
     return schedule.collapse_weight_decay or 2.0 * base
 
 
-def _ensemble_phase(ens, epoch: int) -> tuple[str, int, bool]:
-    """(phase, cycle, ends a collapse) of epoch `epoch` in the ensemble schedule."""
-    start, end = epoch, epoch + 1
-    if start < math.floor(ens.linear_end_epoch + 1e-9):
-        return "main", -1, False
-    if start < round(ens.power2_end_epoch):
-        return "collapse", 0, end == round(ens.power2_end_epoch)
-    period = ens.rewarmup_epochs + ens.decay_epochs
-    k = int((start - ens.power2_end_epoch + 1e-9) // period)
-    if k >= ens.num_cycles:
-        return "collapse", ens.num_cycles, False  # LR held after the last cycle
-    cycle_start = ens.power2_end_epoch + k * period
-    cycle_end = round(cycle_start + period)
-    if start < round(cycle_start + ens.rewarmup_epochs):
-        return "rewarmup", k + 1, False
-    return "collapse", k + 1, end == cycle_end
-
-
 def build_plan(cfg: TrainConfig) -> list[EpochPlan]:
     """One EpochPlan per epoch of the run `cfg` describes."""
     sched, base = cfg.schedule, cfg.optimizer.weight_decay
     collapse_wd = collapse_weight_decay(sched, base)
     warmup = int(math.ceil(sched.warmup_epochs - 1e-9))
+    timing = sched.ensemble.timing(cfg.epochs) if sched.kind == "collapsed_ensemble" else None
     plan = []
     for e in range(cfg.epochs):
         if sched.kind == "standard":
@@ -96,7 +79,7 @@ def build_plan(cfg: TrainConfig) -> list[EpochPlan]:
             else:
                 phase, cycle, snapshot = "main", -1, False
         else:
-            phase, cycle, snapshot = _ensemble_phase(sched.ensemble, e)
+            phase, cycle, snapshot = timing.phase(e)
         if phase == "main" and e < warmup:
             phase = "warmup"
         collapse = phase == "collapse"

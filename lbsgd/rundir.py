@@ -1,19 +1,24 @@
-"""The run directory: its file names and its lock (one live job per run directory).
+"""The run directory: every file name, the atomic writers, the lock and the start/resume decision.
 
 A run of either paper's recipe is hours of work kept in one directory
 (Codreanu et al. V: time-to-accuracy per run; Lee et al. VI: runs to
 convergence); two jobs writing into it would mix their checkpoints and
-histories. :class:`RunDir` names every file a run writes and holds the lock:
-`run.lock` records the holder's host, pid and process start time; a second
-job is refused naming the holder, and a lock whose process is gone (a killed
-job) is recognised as stale and taken over.
+histories. :class:`RunDir` names every file a run writes, decides whether a
+job starts afresh, resumes or is refused, and holds the lock: `run.lock`
+records the holder's host, pid and process start time; a second job is
+refused naming the holder, and a lock whose process is gone (a killed job)
+is recognised as stale and taken over. Every file is written atomically
+(:func:`atomic_write_bytes`): a reader sees the old file or the new one.
+No TensorFlow here: the launcher uses this module before any rank starts.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
+import tempfile
 import time
 
 from lbsgd.config import ConfigError
@@ -28,9 +33,82 @@ ENSEMBLE = "ensemble.json"
 THETA_REFERENCE = "theta_reference.npz"
 RESUMES = "resumes.json"
 LOCK = "run.lock"
-SNAPSHOTS = "snapshots"
+SNAPSHOTS = "snapshots"                 # a directory: epoch_NNNN.npz and index.json
+SNAPSHOT_INDEX = "index.json"
 RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, PREVIOUS_CHECKPOINT, SUMMARY, ENSEMBLE,
              THETA_REFERENCE, RESUMES)
+
+
+# --------------------------------------------------------------------------
+# Atomic writers.
+# --------------------------------------------------------------------------
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes `data` to `path` so readers see the old file or the new one, never a part."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())     # mkstemp makes 0600; run files follow the umask
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(directory: str, bases=RUN_FILES) -> None:
+    """Deletes temporary files a killed writer left in `directory` (never complete files).
+
+    Only temporaries of the files named in `bases`; `bases=None`: every hidden
+    file (a directory only lbsgd writes, such as snapshots/).
+    """
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        if name.startswith(".") and (bases is None or any(
+                name.startswith(f".{base}.") for base in bases)):
+            os.unlink(os.path.join(directory, name))
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def strict_json(obj):
+    """`obj` with every non-finite float replaced by None (so json.dumps gives strict JSON)."""
+    if isinstance(obj, float):
+        return obj if obj == obj and abs(obj) != float("inf") else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str, obj) -> None:
+    """Writes strict JSON (non-finite numbers become null), atomically."""
+    atomic_write_text(path, json.dumps(strict_json(obj), indent=2, sort_keys=True,
+                                       allow_nan=False) + "\n")
+
+
+def atomic_write_arrays(path: str, arrays: dict) -> None:
+    """Writes named numpy arrays as one .npz, atomically."""
+    buf = io.BytesIO()
+    import numpy as np
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
 
 
 def read_checkpoint_state(path: str, verify: bool = False) -> dict:
@@ -92,6 +170,69 @@ class RunDir:
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
+
+    # -- the files -----------------------------------------------------------
+    config = property(lambda self: self.file(CONFIG))
+    history = property(lambda self: self.file(HISTORY))
+    checkpoint = property(lambda self: self.file(CHECKPOINT))
+    previous_checkpoint = property(lambda self: self.file(PREVIOUS_CHECKPOINT))
+    summary = property(lambda self: self.file(SUMMARY))
+    ensemble = property(lambda self: self.file(ENSEMBLE))
+    theta_reference = property(lambda self: self.file(THETA_REFERENCE))
+    resumes = property(lambda self: self.file(RESUMES))
+    snapshots = property(lambda self: self.file(SNAPSHOTS))
+
+    def write_config(self, config_json: str) -> None:
+        atomic_write_text(self.config, config_json + "\n")
+
+    # -- the decision: start afresh, resume, or refuse -------------------------
+    def decide(self, resume: bool, overwrite: bool, config_json: str,
+               resume_changes: dict | None = None) -> dict | None:
+        """Prepares the directory for a job (the caller holds the lock).
+
+        Returns the checkpoint's trainer state to resume from, or None for a
+        fresh start (an earlier run's files are removed only with
+        `overwrite`; the resolved config is written first). Raises
+        ConfigError when the job may not start here.
+        """
+        remove_stale_temporaries(self.path)
+        has_checkpoint = os.path.isfile(self.checkpoint)
+        if has_checkpoint and not (resume or overwrite):
+            raise ConfigError(f"Run directory {self.path!r} already holds a run: pass --resume "
+                              "to continue it or --overwrite to replace it.")
+        if resume and not has_checkpoint:
+            raise ConfigError(f"Field `run_dir` must hold a run to resume (config.json and "
+                              f"checkpoint.npz). Received: run_dir={self.path!r}")
+        if resume:
+            state = read_checkpoint_state(self.checkpoint)
+            if resume_changes:
+                self.record_resume(state["epochs_done"], resume_changes)
+                self.write_config(config_json)
+            return state
+        self.clear()
+        self.write_config(config_json)
+        return None
+
+    def clear(self) -> None:
+        """Removes an earlier run's files (never the lock or files lbsgd does not write)."""
+        for name in RUN_FILES:
+            if os.path.exists(self.file(name)):
+                os.unlink(self.file(name))
+        if os.path.isdir(self.snapshots):
+            for name in os.listdir(self.snapshots):
+                os.unlink(os.path.join(self.snapshots, name))
+
+    def record_resume(self, epochs_done: int, changes: dict) -> None:
+        """Appends a resume's allowed config changes {field: (before, after)} to resumes.json."""
+        try:
+            with open(self.resumes) as f:
+                log = json.load(f)
+        except (OSError, ValueError):
+            log = []
+        log.append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "epochs_done": epochs_done,
+                    "changes": {k: {"before": b, "after": a} for k, (b, a) in changes.items()}})
+        atomic_write_json(self.resumes, log)
 
     # -- the lock ------------------------------------------------------------
     def holder(self) -> dict | None:

@@ -287,7 +287,7 @@ def build_schedule(opt: OptimizerConfig, sched: ScheduleConfig, global_batch: in
     total = steps_per_epoch * epochs
     warmup = min(int(round(sched.warmup_epochs * steps_per_epoch)), total)
     if sched.kind == "collapsed_ensemble":
-        e = sched.ensemble
+        e = sched.ensemble.timing(epochs)   # the same timing as recipe.build_plan's
         main = CollapsedEnsemble(
             peak, steps_per_epoch, linear_end_epoch=e.linear_end_epoch,
             linear_horizon_epochs=e.linear_horizon_epochs, power2_end_epoch=e.power2_end_epoch,

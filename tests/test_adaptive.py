@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lbsgd import adaptive as A
-from lbsgd import data, models, phantom, probe
+from lbsgd import callbacks, data, models, phantom, probe
 from lbsgd.config import ConfigError, DataConfig, TrainConfig
 
 
@@ -149,7 +149,7 @@ def test_lr_control_state_round_trip():
 
 def test_convergence_stop_after_patience_without_min_delta_gain():
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    stop = A.ConvergenceStop("val_psnr", min_delta=0.1, patience=3)
+    stop = callbacks.ConvergenceStop("val_psnr", min_delta=0.1, patience=3)
     stop.set_model(model)
     for e, v in enumerate([20.0, 25.0, 25.05, 25.09, 25.2, 25.25, 25.29, 25.28, 30.0]):
         model.stop_training = False

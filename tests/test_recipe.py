@@ -11,7 +11,7 @@ import tensorflow as tf
 from lbsgd import checkpoint as ckpt
 from lbsgd import data, distributed, ensemble, recipe
 from lbsgd import schedules as S
-from lbsgd.config import (ConfigError, DataConfig, OptimizerConfig,
+from lbsgd.config import (ConfigError, EnsembleConfig, DataConfig, OptimizerConfig,
                           ScheduleConfig, TrainConfig)
 
 
@@ -59,8 +59,53 @@ def test_plan_config_errors_name_the_field():
         TrainConfig(epochs=10, schedule=ScheduleConfig(collapse_epochs=12))
     with pytest.raises(ConfigError, match=r"schedule.weight_decay_values=\(\)"):
         ScheduleConfig(weight_decay_epochs=(10,))
-    with pytest.raises(ConfigError, match=r"epochs=30"):
-        TrainConfig(epochs=30, schedule=ScheduleConfig(kind="collapsed_ensemble"))
+    with pytest.raises(ConfigError, match=r"stop mid-cycle.*epochs=30"):
+        TrainConfig(epochs=30, schedule=ScheduleConfig(kind="collapsed_ensemble",
+                                                       ensemble=EnsembleConfig.paper()))
+
+
+# --- ensemble epochs that follow `epochs` (paper proportions), and the refusals -------------
+
+@pytest.mark.parametrize("epochs,ends,rewarmup,linear_end", [
+    (120, [45, 60, 75, 90, 105, 120], 3.0, 30.0),     # the paper's own run
+    (10, [4, 6, 8, 10], 0.4, 4 * 2 / 3),
+    (16, [6, 8, 10, 12, 14, 16], 0.4, 4.0),
+    (40, [15, 20, 25, 30, 35, 40], 1.0, 10.0),
+])
+def test_ensemble_epochs_follow_epochs_in_the_papers_proportions(epochs, ends, rewarmup,
+                                                                 linear_end):
+    t = EnsembleConfig().timing(epochs)
+    assert t.collapse_ends() == ends
+    assert (t.rewarmup_epochs, t.linear_end_epoch) == pytest.approx((rewarmup, linear_end))
+    assert t.linear_horizon_epochs == pytest.approx(3 * linear_end)
+    cfg = TrainConfig(epochs=epochs, schedule=ScheduleConfig(kind="collapsed_ensemble",
+                                                             warmup_epochs=1))
+    assert [p.epoch + 1 for p in recipe.build_plan(cfg) if p.snapshot] == ends
+
+
+def test_explicit_ensemble_fields_override_the_derived_ones():
+    t = EnsembleConfig(num_cycles=2).timing(20)       # cycle 2 (20/8 -> 2), 2 cycles at the end
+    assert t.collapse_ends() == [16, 18, 20]
+    # re-warmup 1 (3:12), cycle 5; the first collapse near 3/8 x 30 = 11.25 leaves room
+    # for 3 whole cycles, so it ends at 30 - 3 x 5 = 15
+    t = EnsembleConfig(decay_epochs=4.0).timing(30)
+    assert (t.rewarmup_epochs, t.collapse_ends()) == (1.0, [15, 20, 25, 30])
+
+
+@pytest.mark.parametrize("ensemble,epochs,message", [
+    (dict(power2_end_epoch=8, rewarmup_epochs=1, decay_epochs=3, num_cycles=3), 10,
+     r"must equal the last cycle's end, epoch 20 \(the run would stop mid-cycle"),
+    (dict(power2_end_epoch=8, rewarmup_epochs=1, decay_epochs=3, num_cycles=3), 24,
+     r"epoch 20 \(epochs after it would have no schedule"),
+    (dict(num_cycles=0), 10, r"gives 1 snapshot\(s\); a collapsed ensemble needs >= 2"),
+    (dict(rewarmup_epochs=0.5, decay_epochs=1.0, num_cycles=2, power2_end_epoch=7), 10,
+     r"rewarmup_epochs \+ decay_epochs a whole number of epochs \(now 1.5\)"),
+])
+def test_unusable_ensemble_timing_is_refused_with_one_line(ensemble, epochs, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        TrainConfig(epochs=epochs, schedule=ScheduleConfig(
+            kind="collapsed_ensemble", warmup_epochs=1, ensemble=EnsembleConfig(**ensemble)))
+    assert "\n" not in str(err.value)
 
 
 # --- the config's LR schedule: collapse and ensemble wired through build_schedule -------
@@ -133,7 +178,8 @@ def test_momentum_correction_matches_lr_outside_the_velocity():
     np.testing.assert_allclose(w.numpy(), ref, rtol=1e-5)
     # Without it the two forms differ once the LR changes.
     w2 = keras.Variable(np.array([[1.0, -2.0]], np.float32))
-    plain = distributed.DistributedOptimizer(keras.optimizers.SGD(sched, momentum=0.9))
+    plain = distributed.DistributedOptimizer(keras.optimizers.SGD(sched, momentum=0.9),
+                                             momentum_correction=False)
     plain.build([w2])
     rng = np.random.default_rng(0)
     for t in range(14):

@@ -1,0 +1,367 @@
+"""One training run, wired in one place: data, model, optimizer, callbacks, fit, ensemble, summary.
+
+Every technique of both papers lives in its own module; this is where a run
+puts them together (Codreanu et al. IV-VI: linear scaling, warmup, decay,
+final collapse, collapsed ensembles, time-to-accuracy; Lee et al. III-D/E:
+theta-driven batch growth with LR co-scaling and decay on saturation):
+
+    Trainer(cfg, run_dir).run()
+      build_data        the dataset's source, the global batch, steps per epoch
+      build_model       the network (models.py) and its loss and metrics
+      build_optimizer   the LR schedule (schedules.py) or the adaptive LR, the
+                        Keras optimizer wrapped by distributed.DistributedOptimizer
+      build_callbacks   one callback per technique, in CALLBACK_ORDER, restored
+                        from the checkpoint when resuming
+      fit               fit_segments: model.fit once per batch size
+      evaluate_ensemble the collapse snapshots and their ensemble (ensemble.py)
+      summarize         summary.json
+
+:func:`run` adds the run directory around it (lock, start/resume decision;
+rundir.py); `python -m lbsgd.train` is its command line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import keras
+
+from lbsgd import adaptive, callbacks, data, distributed, ensemble, faults, models, recipe
+from lbsgd import runtime, schedules
+from lbsgd import config as config_lib
+from lbsgd.rundir import RunDir, atomic_write_json
+
+# The order callbacks run in, and why: each entry (a class, or classes whose
+# order among themselves is free) must come before every entry below it.
+# Keras calls callbacks in list order at every hook, and later callbacks read
+# what earlier ones put in the epoch logs.
+CALLBACK_ORDER = (
+    (distributed.BroadcastGlobalVariables,
+     "gives every rank rank 0's variables before any callback reads a weight"),
+    (distributed.SyncModelState,
+     "averages the BN statistics before validation, snapshots and checkpoints"),
+    (distributed.MetricAverage,
+     "makes the epoch's metrics global before any callback reads the logs"),
+    (faults.DivergenceGuard,
+     "stops a non-finite epoch before anything is logged or saved"),
+    (faults.StallWatchdog, "watches every later callback's work as well"),
+    (recipe.RecipePhases,
+     "sets the epoch's weight decay and publishes `phase`, `cycle`, `weight_decay`"),
+    ((adaptive.ThetaMonitor, adaptive.AdaptiveBatchSize),   # either order: see AdaptiveBatchSize
+     "publishes `theta`, `batch_size`, `steps` and `learning_rate`, which RunLogger records"),
+    (recipe.Snapshots,
+     "records the text `phase`, which RunLogger takes out of the logs"),
+    (callbacks.RunLogger, "publishes `elapsed_seconds`, which TimeToAccuracy reads"),
+    (callbacks.TimeToAccuracy, "records the epoch's time before a stop"),
+    (callbacks.ConvergenceStop, "decides the stop the checkpoint records"),
+    (callbacks.Checkpointer,
+     "saves the state every callback above has updated for the epoch"),
+)
+
+
+def check_callback_order(callback_list) -> None:
+    """Raises ValueError when lbsgd's callbacks in `callback_list` are out of CALLBACK_ORDER.
+
+    Callbacks that are not lbsgd's (the user's) may go anywhere.
+    """
+    rank = {cls: i for i, (entry, _) in enumerate(CALLBACK_ORDER)
+            for cls in (entry if isinstance(entry, tuple) else (entry,))}
+
+    def position(cb):
+        return next((rank[c] for c in type(cb).__mro__ if c in rank), None)
+
+    known = [(position(cb), cb) for cb in callback_list if position(cb) is not None]
+    for j, (rank_j, second) in enumerate(known):
+        later = [type(cb).__name__ for rank_i, cb in known[:j] if rank_i > rank_j]
+        if later:
+            name = type(second).__name__
+            raise ValueError(
+                f"Callback {name} must come before {', '.join(later)}: {name} "
+                f"{CALLBACK_ORDER[rank_j][1]}. Received callbacks in the order "
+                f"{[type(cb).__name__ for _, cb in known]} (lbsgd.trainer.CALLBACK_ORDER).")
+
+
+def fit_segments(model, make_dataset, epochs: int, initial_epoch: int = 0, adaptive=None,
+                 stopped=None, **fit_kwargs) -> int:
+    """`model.fit` in segments of constant batch size; returns the epochs done.
+
+    Lee et al.'s batch grows between epochs; Keras fixes a fit's dataset, so
+    each batch size is one `model.fit` over the same callbacks.
+
+    Args:
+      make_dataset: callable(global_batch, first_epoch) -> (dataset, steps)
+        giving this rank's batches from `first_epoch` on at that global batch.
+      adaptive: the AdaptiveBatchSize callback in `fit_kwargs["callbacks"]`
+        (None: one ordinary fit at a fixed batch `make_dataset(None, ...)`).
+      stopped: callable() -> bool: the run stopped for good (default: a
+        ConvergenceStop among the callbacks has stopped it).
+      fit_kwargs: passed to every `model.fit` (callbacks, validation_data,
+        verbose, ...); the callbacks are checked against CALLBACK_ORDER.
+    """
+    check_callback_order(fit_kwargs.get("callbacks", []))
+    if stopped is None:
+        stops = [cb for cb in fit_kwargs.get("callbacks", [])
+                 if isinstance(cb, callbacks.ConvergenceStop)]
+        stopped = lambda: any(cb.stopped_epoch is not None for cb in stops)  # noqa: E731
+    epoch = initial_epoch
+    while epoch < epochs:
+        batch = adaptive.batch_size if adaptive is not None else None
+        dataset, steps = make_dataset(batch, epoch)
+        history = model.fit(dataset, epochs=epochs, initial_epoch=epoch,
+                            steps_per_epoch=steps, **fit_kwargs)
+        epoch += len(history.epoch)
+        if adaptive is None or not adaptive.pending or stopped():
+            break
+    return epoch
+
+
+class Trainer:
+    """Trains one config on this rank, from scratch or from a checkpoint's state.
+
+    Args:
+      cfg: the validated run config.
+      run_dir: the run directory (a RunDir or a path); the caller decided it
+        (rank 0 holds its lock).
+      state: the checkpoint's trainer state to resume from (None: from scratch).
+      verbose: Keras verbosity on rank 0 ("auto": a progress bar in a single
+        process on a terminal, one line per epoch otherwise); other ranks are silent.
+      extra_callbacks: the user's Keras callbacks, run after lbsgd's.
+      config_file: the config file the run starts from (kept in the
+        checkpoint, so `--resume --config <the same file>` is recognised).
+    """
+
+    def __init__(self, cfg: config_lib.TrainConfig, run_dir, state: dict | None = None,
+                 verbose: int | str = "auto", extra_callbacks=(), config_file: str | None = None):
+        self.cfg = cfg
+        self.run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+        self.state = state
+        self.rt = runtime.current()
+        self.verbose = verbose
+        self.extra_callbacks = list(extra_callbacks)
+        self.config_file = config_file
+        self.plan = recipe.build_plan(cfg)
+        self.initial_epoch = 0
+        self.evaluation = None
+
+    def run(self) -> dict:
+        """Every step in order; returns the summary (also in summary.json)."""
+        self.build_data()
+        self.build_model()
+        self.build_optimizer()
+        self.build_callbacks()
+        if self.initial_epoch < self.cfg.epochs and not self.stopped():
+            try:
+                self.fit()
+            except faults.TrainingDiverged as err:
+                self.summarize(status="diverged", diverged=err.to_dict())
+                raise
+            self.evaluate_ensemble()
+        return self.summarize(status="completed")
+
+    # -- build steps ---------------------------------------------------------
+    def build_data(self) -> None:
+        cfg, rt = self.cfg, self.rt
+        keras.utils.set_random_seed(cfg.seed)
+        self.source = data.load_source(cfg.data, cfg.seed)
+        self.batch = cfg.batch_size
+        self.steps = data.steps_per_epoch(self.source.num_train, self.batch)
+        self.augment_switch = data.AugmentSwitch(cfg.epochs)
+        self.val_dataset = data.val_dataset(self.source, max(1, self.batch // rt.size),
+                                            rt.rank, rt.size)
+
+    def make_dataset(self, global_batch: int | None, first_epoch: int):
+        """This rank's training batches from `first_epoch` on (fit_segments' callable)."""
+        global_batch = global_batch or self.batch
+        ds = data.train_dataset(self.source, global_batch, self.cfg.seed, self.rt.rank,
+                                self.rt.size, first_epoch, self.cfg.epochs,
+                                augment_switch=self.augment_switch)
+        return ds, data.steps_per_epoch(self.source.num_train, global_batch)
+
+    def build_model(self) -> None:
+        cfg = self.cfg
+        self.model = models.build_model(cfg.model, self.source.input_shape,
+                                        self.source.num_classes)
+        self.loss = models.task_loss(cfg.task)
+
+    def build_optimizer(self) -> None:
+        cfg, opt = self.cfg, self.cfg.optimizer
+        if cfg.adaptive.enabled:  # AdaptiveBatchSize owns the LR: a plain value it sets
+            self.learning_rate = schedules.linear_scaling(opt.base_lr, self.batch,
+                                                          opt.reference_batch, opt.max_lr)
+        else:
+            self.learning_rate = schedules.build_schedule(opt, cfg.schedule, self.batch,
+                                                          self.steps, cfg.epochs)
+        if opt.name == "sgd":
+            base = keras.optimizers.SGD(self.learning_rate, momentum=opt.momentum)
+        else:
+            base = keras.optimizers.Adam(self.learning_rate)
+        self.optimizer = distributed.DistributedOptimizer(
+            base, exchange=opt.exchange, weight_decay=self.plan[0].weight_decay,
+            momentum_correction=opt.momentum_correction, compression=opt.compression)
+        self.model.compile(optimizer=self.optimizer, loss=self.loss,
+                           metrics=models.task_metrics(cfg.task), jit_compile=False)
+        self.optimizer.build(self.model.trainable_variables)
+
+    def build_callbacks(self) -> None:
+        """One callback per technique, in CALLBACK_ORDER; restored when resuming."""
+        cfg, rt, run_dir = self.cfg, self.rt, self.run_dir
+        self.phases = recipe.RecipePhases(self.plan, self.augment_switch)
+        self.theta = self.controller = self.stop = None
+        if cfg.adaptive.enabled or cfg.adaptive.log_theta:
+            probe = data.fixed_train_subset(self.source, cfg.adaptive.theta_samples,
+                                            max(1, self.batch // rt.size), rt.rank, rt.size)
+            self.theta = adaptive.ThetaMonitor(probe, self.loss, run_dir.theta_reference)
+        if cfg.adaptive.enabled:
+            self.controller = self._adaptive_controller()
+        self.snapshots = recipe.Snapshots.from_plan(run_dir.snapshots, self.plan)
+        self.logger = callbacks.RunLogger(self.batch, self.steps, run_dir.history)
+        self.time_to_accuracy = callbacks.TimeToAccuracy(cfg.target_accuracies,
+                                                         monitor=cfg.monitor)
+        if cfg.stop.patience:
+            self.stop = callbacks.ConvergenceStop(cfg.stop.monitor or cfg.monitor,
+                                                  cfg.stop.min_delta, cfg.stop.patience)
+        bookkeeping = [cb for cb in (self.phases, self.theta, self.controller, self.snapshots,
+                                     self.logger, self.time_to_accuracy, self.stop) if cb]
+        started_from = (self.state or {}).get("config_file") or (
+            os.path.realpath(self.config_file) if self.config_file else None)
+        self.checkpointer = callbacks.Checkpointer(
+            run_dir.checkpoint, stateful=[cb for cb in bookkeeping if getattr(cb, "state_key", None)],
+            extra_state=lambda: {"config_file": started_from})
+        guards = [faults.DivergenceGuard(), faults.StallWatchdog(rt.rank, rt.size)]
+        self.callbacks = (distributed.callbacks() + guards + bookkeeping + [self.checkpointer]
+                          + self.extra_callbacks)
+        check_callback_order(self.callbacks)
+        if self.state is not None:
+            self.initial_epoch = self.checkpointer.restore(self.model, self.state,
+                                                           load_variables=rt.is_chief)
+            self.logger.write_history()  # drop rows of epochs after the checkpoint
+
+    def _adaptive_controller(self) -> adaptive.AdaptiveBatchSize:
+        a = self.cfg.adaptive
+        growth = adaptive.BatchGrowth(self.batch, a.max_batch, a.growth_factor, a.lr_scaling,
+                                      a.theta_threshold, a.k_epochs, multiple_of=self.rt.size)
+        lr_control = adaptive.LRControl(a.lr_control, a.beta, a.decay_epochs,
+                                        a.saturation_patience, a.saturation_threshold,
+                                        max_decays=a.max_decays)
+        return adaptive.AdaptiveBatchSize(
+            growth, lr_control, self.learning_rate,
+            lambda b: data.steps_per_epoch(self.source.num_train, b), theta_monitor=self.theta)
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.stopped_epoch is not None
+
+    # -- run steps -----------------------------------------------------------
+    def fit(self) -> int:
+        verbose = self.verbose
+        if verbose == "auto":  # horovodrun prefixes every line: a redrawn bar cannot work
+            verbose = 1 if sys.stdout.isatty() and self.rt.size == 1 else 2
+        return fit_segments(self.model, self.make_dataset, self.cfg.epochs, self.initial_epoch,
+                            adaptive=self.controller, validation_data=self.val_dataset,
+                            callbacks=self.callbacks, verbose=verbose if self.rt.is_chief else 0)
+
+    def evaluate_ensemble(self) -> None:
+        """Codreanu et al. VI: the snapshots and their softmax-averaged ensemble (>= 2 snapshots)."""
+        if self.cfg.task != "classification":
+            return
+        self.evaluation = ensemble.EnsembleEvaluation(self.snapshots, self.val_dataset,
+                                                      self.run_dir.ensemble, min_snapshots=2)
+        self.evaluation.evaluate(self.model)
+
+    def summarize(self, status: str, **extra) -> dict:
+        """summary.json (rank 0 writes it); returned on every rank."""
+        summary = make_summary(self.cfg, self.logger.rows, self.time_to_accuracy.reached,
+                               self.rt, self.source.num_train)
+        summary.update(status=status, **extra)
+        if status == "completed":
+            summary.update(self._results())
+        if self.rt.is_chief:
+            atomic_write_json(self.run_dir.summary, summary)
+        if status == "completed":
+            distributed.barrier()
+        return summary
+
+    def _results(self) -> dict:
+        out = {"snapshots": [s["epoch"] for s in self.snapshots.snapshots]}
+        stop, rows = self.stop, self.logger.rows
+        if stop is not None:
+            out["convergence"] = {
+                "monitor": stop.monitor, "stopped_epoch": stop.stopped_epoch,
+                "best": stop.best, "best_epoch": stop.best_epoch,
+                "seconds_to_best": next((r["elapsed_seconds"] for r in rows
+                                         if r["epoch"] == stop.best_epoch), None)}
+        if self.controller is not None:
+            out["adaptive"] = {"events": self.controller.events, "K": self.controller.growth.k,
+                               "final_batch": self.controller.batch_size}
+        result = self.evaluation.result if self.evaluation is not None else None
+        if result is not None:
+            out["ensemble"] = {
+                "top1": result["ensemble"]["top1"], "top5": result["ensemble"]["top5"],
+                "snapshot_top1": {str(r["epoch"]): r["top1"] for r in result["snapshots"]}}
+        return out
+
+
+def make_summary(cfg, rows, reached, rt, num_train) -> dict:
+    """summary.json: final metrics, time, throughput, ranks and time-to-accuracy."""
+    last = rows[-1] if rows else {}
+    train_seconds = sum(r["batch_size"] * r["steps"] / r["images_per_second"]
+                        for r in rows if r.get("images_per_second"))
+    images = sum(r["batch_size"] * r["steps"] for r in rows)
+    return {
+        "name": cfg.name,
+        "epochs": len(rows),
+        "num_ranks": rt.size,
+        "threads_per_rank": rt.intra_op_threads,
+        "global_batch": cfg.batch_size,
+        "num_train_examples": num_train,
+        "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy",
+                                           "psnr", "val_psnr") if k in last},
+        "best": {cfg.monitor: max((r[cfg.monitor] for r in rows if cfg.monitor in r),
+                                  default=None)},
+        "optimizer_steps": int(sum(r["steps"] for r in rows)),
+        "total_seconds": last.get("elapsed_seconds", 0.0),
+        "train_seconds": train_seconds,
+        "images_per_second": images / train_seconds if train_seconds else None,
+        "time_to_accuracy": reached,
+    }
+
+
+def run(cfg: config_lib.TrainConfig, run_dir: str, resume: bool = False,
+        overwrite: bool = False, verbose: int | str = "auto", extra_callbacks=(),
+        resume_changes: dict | None = None, config_file: str | None = None) -> dict:
+    """Trains `cfg` in this process (one rank of the job); returns the summary.
+
+    Rank 0 takes the run directory's lock and decides what happens to it
+    (RunDir.decide: fresh start, resume, or a refusal every rank raises as
+    ConfigError); nothing is written before the lock is held.
+
+    Args:
+      cfg: the validated run config.
+      run_dir: directory for the run's files (rundir.py names them).
+      resume: continue from the run directory's checkpoint.
+      overwrite: discard an earlier run in `run_dir` instead of refusing it.
+      verbose, extra_callbacks, config_file: see Trainer.
+      resume_changes: {field: (before, after)} allowed with --allow_change;
+        recorded in the run directory's resumes.json.
+    """
+    rt = runtime.init()
+    cfg.validate_for(rt.size)
+    directory = RunDir(run_dir)
+    decision = None
+    if rt.is_chief:
+        try:
+            note = directory.lock()
+            if note:
+                print(f"lbsgd.train: {run_dir}: {note}", file=sys.stderr)
+            decision = {"state": directory.decide(resume, overwrite, cfg.to_json(),
+                                                  resume_changes)}
+        except config_lib.ConfigError as err:
+            decision = {"error": str(err)}
+    decision = distributed.broadcast_object(decision, name="lbsgd.run_dir")
+    try:
+        if "error" in decision:
+            raise config_lib.ConfigError(decision["error"])
+        return Trainer(cfg, directory, decision["state"], verbose, extra_callbacks,
+                       config_file).run()
+    finally:
+        directory.unlock()
