@@ -66,20 +66,30 @@ def collapse_weight_decay(schedule: ScheduleConfig, base: float) -> float:
 
 def build_plan(cfg: TrainConfig) -> list[EpochPlan]:
     """One EpochPlan per epoch of the run `cfg` describes."""
-    sched, base = cfg.schedule, cfg.optimizer.weight_decay
+    return plan_epochs(cfg.schedule, cfg.epochs, cfg.optimizer.weight_decay)
+
+
+def plan_epochs(schedule: ScheduleConfig, epochs: int, weight_decay: float) -> list[EpochPlan]:
+    """One EpochPlan per epoch from the schedule settings alone (for a script's own fit).
+
+    Args:
+      schedule: the ScheduleConfig (kind, warmup, collapse, ensemble cycles).
+      epochs: the run's length.
+      weight_decay: the main-phase L2 coefficient (collapses double it by default).
+    """
+    sched, base = schedule, float(weight_decay)
     collapse_wd = collapse_weight_decay(sched, base)
     warmup = int(math.ceil(sched.warmup_epochs - 1e-9))
-    timing = sched.ensemble.timing(cfg.epochs) if sched.kind == "collapsed_ensemble" else None
+    timing = sched.ensemble.timing(epochs) if sched.kind == "collapsed_ensemble" else None
+    begin = epochs - sched.collapse_epochs_for(epochs)
     plan = []
-    for e in range(cfg.epochs):
-        if sched.kind == "standard":
-            begin = cfg.epochs - sched.collapse_epochs_for(cfg.epochs)
-            if e >= begin:
-                phase, cycle, snapshot = "collapse", 0, e == cfg.epochs - 1
-            else:
-                phase, cycle, snapshot = "main", -1, False
-        else:
+    for e in range(epochs):
+        if timing is not None:
             phase, cycle, snapshot = timing.phase(e)
+        elif e >= begin:
+            phase, cycle, snapshot = "collapse", 0, e == epochs - 1
+        else:
+            phase, cycle, snapshot = "main", -1, False
         if phase == "main" and e < warmup:
             phase = "warmup"
         collapse = phase == "collapse"

@@ -153,3 +153,15 @@ def test_snapshot_directory_is_the_run_directorys(built):
     assert built.snapshots.directory == built.run_dir.snapshots
     assert recipe.Snapshots is type(built.snapshots)
     assert isinstance(built.checkpointer, callbacks.Checkpointer)
+
+
+def test_public_api_names_resolve_without_loading_tensorflow_first():
+    import subprocess
+    import sys
+    code = ("import sys, lbsgd; assert 'tensorflow' not in sys.modules; "
+            "[getattr(lbsgd, n) for n in lbsgd.__all__]; print(len(lbsgd.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    import lbsgd
+    assert int(out.stdout.split()[-1]) == len(lbsgd.__all__) >= 40
+    assert lbsgd.Trainer is trainer.Trainer and lbsgd.distributed_callbacks is distributed.callbacks
