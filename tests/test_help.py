@@ -94,7 +94,7 @@ def test_launcher_prints_help_without_starting_ranks():
 
 
 @pytest.mark.parametrize("module, expected", [
-    ("lbsgd.ensemble", ["--run_dir", "--snapshots", "--output"]),
+    ("lbsgd.ensemble", ["--run_dir", "--snapshots", "--output", "--overwrite", "examples:"]),
     ("lbsgd.probe", ["--config", "--batches", "(default: 8,16,32,64,128,256)",
                      "--draws", "(default: 5)", "examples:"]),
     ("lbsgd.plot", ["run_dir", "--out", "examples:"]),
