@@ -42,6 +42,8 @@ while (($#)); do
   esac
 done
 ((${#prog[@]})) || { echo "launch/run.sh: no program given (e.g. python -m lbsgd.train --config ...)" >&2; exit 2; }
+# -h/--help: the program's help, printed here without starting any rank.
+for arg in "${prog[@]}"; do case "$arg" in -h|--help) exec "${prog[@]}" ;; esac; done
 
 # Validate an lbsgd.train config once, before any rank starts.
 np=1

@@ -373,6 +373,24 @@ class EnsembleConfig:
     run. Explicit values override; `timing` refuses a schedule that ends
     mid-cycle, runs past its last cycle, ends a collapse mid-epoch or yields
     fewer than 2 snapshots.
+
+    Attributes:
+      linear_end_epoch: end of the linear decay after warmup (paper: 30; None:
+        2/3 of power2_end_epoch).
+      linear_horizon_epochs: epoch at which that linear decay would reach 0
+        (paper: 90; None: 3x linear_end_epoch); it stops at `linear_end_epoch`.
+      power2_end_epoch: end of the first power-2 decay, the first collapse
+        (paper: 45; None: from `epochs`).
+      power2_end_fraction: LR at `power2_end_epoch` as a fraction of the peak
+        (paper: ~22%).
+      rewarmup_epochs: length of each cycle's re-warmup (paper: 3; None: 1/5 of
+        a cycle).
+      rise_factor: LR multiplier of each re-warmup (paper: x3).
+      decay_epochs: length of each cycle's power-2 decay, a collapse ending
+        with a snapshot (paper: 12; None: from `epochs`).
+      decay_divisor: each cycle's decay divides its top LR by this (paper: 4).
+      num_cycles: re-warmup + decay cycles after the first collapse (paper: 5;
+        None: as many as fit, up to 5).
     """
 
     linear_end_epoch: float | None = None
@@ -555,6 +573,8 @@ class AdaptiveConfig:
       decay_epochs: epochs after which "fixed" decays (paper's CIFAR: 80, 120).
       saturation_patience: epochs without a relative cost drop of more than
         `saturation_threshold` that count as saturation.
+      saturation_threshold: smallest relative drop of the training cost
+        (epoch over epoch) that counts as progress for "saturation".
       max_decays: most decays (0: no limit).
     """
 
@@ -866,3 +886,123 @@ def load_config(path: str) -> TrainConfig:
         raise ConfigError(f"Field `config` get_config() must return a TrainConfig. "
                           f"Received: config={path!r}")
     return config
+
+
+# --------------------------------------------------------------------------
+# Field descriptions for --help, read from each section's "Attributes:" docstring.
+# --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FieldHelp:
+    """One config field as `--help` lists it."""
+
+    path: str          # dotted name, e.g. "optimizer.base_lr"
+    type_name: str     # "int", "float", "bool", "str" or "list"
+    default: object    # the dataclass default
+    description: str   # from the section's "Attributes:" docstring, one paragraph
+
+
+def attribute_docs(cls) -> dict[str, str]:
+    """{field name: description} from a config dataclass's Google-style "Attributes:" section.
+
+    An entry is `name: text` with continuation lines indented deeper;
+    `a, b: text` describes both fields.
+    """
+    lines = (cls.__doc__ or "").expandtabs().splitlines()
+    docs, names, indent = {}, None, None
+    for i, line in enumerate(lines):
+        if line.strip() == "Attributes:":
+            body = lines[i + 1:]
+            break
+    else:
+        return {}
+    for line in body:
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = depth
+        if depth < indent:
+            break
+        if depth == indent and ":" in line:
+            head, text = line.strip().split(":", 1)
+            names = [n.strip() for n in head.split(",")]
+            for n in names:
+                docs[n] = text.strip()
+        elif names:
+            for n in names:
+                docs[n] = f"{docs[n]} {line.strip()}".strip()
+    return docs
+
+
+def _type_name(hint) -> str:
+    if (typing.get_origin(hint) or hint) is tuple:
+        return "list"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def config_sections(cls=TrainConfig, prefix: str = ""):
+    """[(section prefix, section class, [FieldHelp of its leaf fields])], depth first.
+
+    Raises ConfigError naming a field that has no description (every field
+    must be documented in its class's "Attributes:" section).
+    """
+    hints, docs = typing.get_type_hints(cls), attribute_docs(cls)
+    leaves_here, nested = [], []
+    for f in dataclasses.fields(cls):
+        hint, path = hints[f.name], f"{prefix}{f.name}"
+        if f.name not in docs:
+            raise ConfigError(f"Field `{path}` has no description in {cls.__name__}'s "
+                              f"\"Attributes:\" docstring. Received: {path}")
+        if dataclasses.is_dataclass(hint):
+            nested.append((hint, f"{path}."))
+        else:
+            leaves_here.append(FieldHelp(path, _type_name(hint), _default(f), docs[f.name]))
+    sections = [(prefix.rstrip("."), cls, leaves_here)]
+    for hint, sub in nested:
+        sections += config_sections(hint, sub)
+    return sections
+
+
+def format_value(value) -> str:
+    """A field value as it is written on the command line (`true`, `30,60,80`, `0.1`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(format_value(v) for v in value) or "(empty)"
+    if isinstance(value, str):
+        return value if value else '""'
+    return repr(value)
+
+
+def fields_help(config: TrainConfig | None = None, width: int = 100) -> str:
+    """Every config field grouped by section: `--path=<type>`, its default and description.
+
+    With `config` (e.g. the file given with --config), fields whose value
+    there differs from the default also show that value.
+    """
+    import textwrap
+
+    values = _flatten(config.to_dict()) if config is not None else {}
+    out = ["Config fields (any of them is a flag: --<field>=<value>; lists are "
+           "comma-separated, bools true/false):"]
+    for section, cls, fields in config_sections():
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        out += ["", f"{section or 'run'}: {summary}"]
+        for f in fields:
+            head = f"  --{f.path}=<{f.type_name}>"
+            note = f"default: {format_value(f.default)}"
+            if f.path in values and values[f.path] != f.default:
+                note += f"; in the config: {format_value(values[f.path])}"
+            out.append(f"{head:<44} {note}" if len(head) < 44 else f"{head}  {note}")
+            out += textwrap.wrap(f.description, width, initial_indent=" " * 6,
+                                 subsequent_indent=" " * 6)
+    return "\n".join(out)

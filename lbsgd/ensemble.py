@@ -187,18 +187,27 @@ def _select(index: list[dict], spec: str | None, directory: str) -> list[str]:
 
 
 def main(argv=None) -> int:
-    import argparse
     import json
 
-    parser = argparse.ArgumentParser(
-        prog="python -m lbsgd.ensemble",
-        description="Evaluate a run's collapse snapshots and their softmax-averaged ensemble "
-                    "(Codreanu et al. Table XI).")
+    from lbsgd import cli
+
+    parser = cli.command_parser(
+        "python -m lbsgd.ensemble",
+        "Evaluate a run's collapse snapshots and their softmax-averaged ensemble\n"
+        "(Codreanu et al. Table XI) and print the table. A file is written only when\n"
+        f"asked: --output FILE, or --overwrite for the run's own {ENSEMBLE_NAME}.",
+        examples="""
+launch/run.sh -np 2 python -m lbsgd.ensemble --run_dir runs/digits_recipe
+launch/run.sh -np 2 python -m lbsgd.ensemble --run_dir runs/digits_recipe --snapshots 12,16,20 \\
+    --output runs/digits_recipe/last3.json""")
     parser.add_argument("--run_dir", required=True, help="run directory of lbsgd.train")
     parser.add_argument("--snapshots", default=None,
                         help="comma-separated snapshot epochs or files (default: all)")
     parser.add_argument("--output", default=None,
-                        help=f"result JSON (default RUN_DIR/{ENSEMBLE_NAME})")
+                        help="write the result (JSON) to this file (default: print only)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace RUN_DIR/{ENSEMBLE_NAME}, the result the training run "
+                             "wrote, with this one")
     args = parser.parse_args(argv)
 
     from lbsgd import config as config_lib
@@ -229,8 +238,15 @@ def main(argv=None) -> int:
     result = evaluate_snapshots(model, paths, val)
     if rt.is_chief:
         from lbsgd import checkpoint as ckpt
-        ckpt.atomic_write_json(args.output or os.path.join(args.run_dir, ENSEMBLE_NAME), result)
         print(format_table(result))
+        output = args.output or (os.path.join(args.run_dir, ENSEMBLE_NAME) if args.overwrite
+                                 else None)
+        if output:
+            ckpt.atomic_write_json(output, result)
+            print(f"lbsgd.ensemble: wrote {output}")
+        else:
+            print(f"lbsgd.ensemble: not saved (--output FILE saves it; --overwrite replaces "
+                  f"{os.path.join(args.run_dir, ENSEMBLE_NAME)})")
     return 0
 
 

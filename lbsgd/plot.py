@@ -9,7 +9,6 @@ ensemble, `ensemble.png` from ensemble.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -17,8 +16,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lbsgd.plot", description=__doc__.split(
-        "\n")[0])
+    from lbsgd import cli
+
+    parser = cli.command_parser(
+        "python -m lbsgd.plot",
+        "Write a run's figures as PNG files: curves.png (history.csv), schedule.png\n"
+        "(the run's config) and, for a collapsed ensemble, ensemble.png (ensemble.json).",
+        examples="""
+python -m lbsgd.plot runs/digits_resnet
+python -m lbsgd.plot runs/digits_recipe --out figures/""")
     parser.add_argument("run_dir", help="a run directory of lbsgd.train")
     parser.add_argument("--out", default=None, help="output directory (default RUN_DIR)")
     args = parser.parse_args(argv)

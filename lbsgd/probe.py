@@ -96,13 +96,16 @@ def format_table(norms: dict[int, list[float]], chosen: int) -> str:
 
 
 def main(argv=None) -> int:
-    import argparse
+    from lbsgd import cli
 
-    parser = argparse.ArgumentParser(
-        prog="python -m lbsgd.probe",
-        description="Gradient l2-norm per batch size; the largest batch whose norm stays "
-                    "close to the smallest batch's is the maximum stable batch B_s "
-                    "(Lee et al. III-D).")
+    parser = cli.command_parser(
+        "python -m lbsgd.probe",
+        "Gradient l2-norm per batch size; the largest batch whose norm stays close to\n"
+        "the smallest batch's is the maximum stable batch B_s (Lee et al. III-D).",
+        examples="""
+launch/run.sh -np 2 python -m lbsgd.probe --config configs/phantom_adaptive.py \\
+    --batches 8,16,32,64,128,256 --draws 5
+python -m lbsgd.probe --config runs/x/config.json --run_dir runs/x --output norms.json""")
     parser.add_argument("--config", required=True, help="configs/<name>.py or a config.json")
     parser.add_argument("--batches", default="8,16,32,64,128,256",
                         help="comma-separated global batch sizes")

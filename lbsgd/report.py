@@ -48,10 +48,16 @@ def scaling_table(runs: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
-        print("usage: python -m lbsgd.report RUN_DIR [RUN_DIR ...]", file=sys.stderr)
-        return 2
+    from lbsgd import cli
+
+    parser = cli.command_parser(
+        "python -m lbsgd.report",
+        "Speedup and scaling efficiency across runs of one config at different rank\n"
+        "counts (Codreanu et al. V-A); runs whose config.json match, name aside, form a group.",
+        examples="python -m lbsgd.report runs/digits_np1 runs/digits_np2")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run directories of lbsgd.train (summary.json, config.json)")
+    args = parser.parse_args(argv).run_dirs
     missing = [a for a in args if not os.path.isfile(os.path.join(a, "summary.json"))]
     if missing:
         print(f"lbsgd.report: error: Field `run_dir` must hold summary.json and config.json. "

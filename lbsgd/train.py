@@ -96,7 +96,11 @@ def _error(err, code: int = 2) -> int:
 def main(argv=None) -> int:
     from absl import flags
 
+    from lbsgd import cli
+
     FLAGS = _define_flags()
+    if cli.print_train_help(FLAGS, argv if argv is not None else sys.argv):
+        return 0
     try:
         FLAGS(argv if argv is not None else sys.argv)
     except flags.Error as err:

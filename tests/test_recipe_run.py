@@ -4,11 +4,14 @@ SIGKILLed mid-collapse that resumes LR, weight decay, augmentation and snapshots
 import csv
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import horovodrun, kill_after_checkpoint
+from conftest import ROOT, horovodrun, kill_after_checkpoint, launch_env
 from lbsgd import checkpoint as ckpt
 
 # configs/digits_recipe.py shrunk: ResNet-8 on 16x16 digits; collapse 0 over epochs 3-4
@@ -87,6 +90,27 @@ def test_ensemble_cli_selects_snapshots(recipe_run, tmp_path):
     bad = horovodrun(1, "-m", "lbsgd.ensemble", f"--run_dir={run_dir}", "--snapshots=5",
                      check=False)
     assert bad.returncode == 2 and "snapshots='5'" in bad.stderr
+
+
+def test_ensemble_cli_writes_only_when_asked(recipe_run, tmp_path):
+    run_dir = str(tmp_path / "copy")
+    shutil.copytree(recipe_run[0], run_dir)
+    own = os.path.join(run_dir, "ensemble.json")
+    before, mtime = open(own).read(), os.stat(own).st_mtime_ns
+
+    def ensemble_cli(*args):
+        proc = subprocess.run([sys.executable, "-m", "lbsgd.ensemble", f"--run_dir={run_dir}",
+                               "--snapshots=7,10", *args], cwd=ROOT, env=launch_env(),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    out = ensemble_cli()
+    assert "epoch_0010.npz" in out and "not saved" in out
+    assert open(own).read() == before and os.stat(own).st_mtime_ns == mtime
+    out = ensemble_cli("--overwrite")
+    assert f"wrote {own}" in out
+    assert [r["epoch"] for r in json.load(open(own))["snapshots"]] == [7, 10]
 
 
 def test_killed_mid_collapse_resumes_exactly(recipe_run, tmp_path):
