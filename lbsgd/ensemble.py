@@ -186,9 +186,7 @@ def _select(index: list[dict], spec: str | None, directory: str) -> list[str]:
     return chosen
 
 
-def main(argv=None) -> int:
-    import json
-
+def _parser():
     from lbsgd import cli
 
     parser = cli.command_parser(
@@ -208,7 +206,13 @@ launch/run.sh -np 2 python -m lbsgd.ensemble --run_dir runs/digits_recipe --snap
     parser.add_argument("--overwrite", action="store_true",
                         help=f"replace RUN_DIR/{ENSEMBLE_NAME}, the result the training run "
                              "wrote, with this one")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    import json
+
+    args = _parser().parse_args(argv)
 
     from lbsgd import config as config_lib
     from lbsgd import recipe

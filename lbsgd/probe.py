@@ -95,7 +95,7 @@ def format_table(norms: dict[int, list[float]], chosen: int) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def _parser():
     from lbsgd import cli
 
     parser = cli.command_parser(
@@ -116,7 +116,11 @@ python -m lbsgd.probe --config runs/x/config.json --run_dir runs/x --output norm
     parser.add_argument("--output", default=None, help="also write the norms to this JSON file")
     parser.add_argument("--run_dir", default=None,
                         help="probe at this run's checkpoint weights (default: initial)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
 
     from lbsgd import config as config_lib
 
