@@ -50,6 +50,9 @@ def _define_flags():
 def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str, dict]:
     """The config, run directory and resume changes the flags describe (raises ConfigError).
 
+    A new run is named by --name, else after --run_dir's last part, else the
+    config's name (its directory then runs/<name>).
+
     With --resume the run's own config.json is the base (so a resumed run is
     the run that was started); --config and flag overrides still apply on
     top of it, but a change to a field that alters the run's trajectory is
@@ -63,6 +66,8 @@ def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str, dict]:
                                          f"Received: allow_change={','.join(FLAGS.allow_change)!r}")
         if FLAGS.config is None:
             raise config_lib.ConfigError("Field `config` is required. Received: config=None")
+        if run_dir and "name" not in overrides:   # the run is named after its directory
+            overrides["name"] = os.path.basename(os.path.normpath(run_dir))
         cfg = config_lib.apply_overrides(config_lib.load_config(FLAGS.config), overrides)
         return cfg, run_dir or os.path.join("runs", cfg.name), {}
     if run_dir is None:

@@ -110,3 +110,17 @@ def test_config_file_with_an_unknown_argument_is_one_line(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "epoch" in lines[0] and str(path) in lines[0]
+
+
+@pytest.mark.parametrize("flags,name", [
+    (["--run_dir={tmp}/lr_sweep/b512/"], "b512"),                 # after the run directory
+    (["--run_dir={tmp}/b512", "--name=mine"], "mine"),            # --name wins
+    ([], "digits_resnet"),                                        # the config's own name
+])
+def test_run_name_from_name_else_run_directory(tmp_path, flags, name):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
+         "--validate_only", "--overwrite", *[f.format(tmp=tmp_path) for f in flags]],
+        cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"config {name!r} is valid" in proc.stdout
