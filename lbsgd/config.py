@@ -568,9 +568,9 @@ class AdaptiveConfig:
       log_theta: log theta even when the batch does not grow.
       theta_samples: training examples F (the cost in theta) is measured on.
       lr_control: "none", "saturation" (decay when the training cost
-        saturates) or "fixed" (decay after `decay_epochs`).
+        saturates) or "fixed" (decay after `lr_decay_epochs`).
       beta: decay factor; the first decay sets the LR to mu0 x beta.
-      decay_epochs: epochs after which "fixed" decays (paper's CIFAR: 80, 120).
+      lr_decay_epochs: epochs after which "fixed" decays (paper's CIFAR: 80, 120).
       saturation_patience: epochs without a relative cost drop of more than
         `saturation_threshold` that count as saturation.
       saturation_threshold: smallest relative drop of the training cost
@@ -588,14 +588,14 @@ class AdaptiveConfig:
     theta_samples: int = 512
     lr_control: str = "none"
     beta: float = 0.1
-    decay_epochs: tuple = ()
+    lr_decay_epochs: tuple = ()
     saturation_patience: int = 5
     saturation_threshold: float = 0.01
     max_decays: int = 0
 
     def __post_init__(self):
         _check_types(self, "adaptive.")
-        self.decay_epochs = tuple(self.decay_epochs)
+        self.lr_decay_epochs = tuple(self.lr_decay_epochs)
         _require(self.max_batch >= 0, "adaptive.max_batch", self.max_batch, "must be >= 0")
         _require(self.growth_factor > 1, "adaptive.growth_factor", self.growth_factor,
                  "must be > 1")
@@ -607,8 +607,8 @@ class AdaptiveConfig:
                  "must be >= 1")
         _one_of("adaptive.lr_control", self.lr_control, LR_CONTROLS)
         _require(0 < self.beta < 1, "adaptive.beta", self.beta, "must be in (0, 1)")
-        _require(all(e > 0 for e in self.decay_epochs), "adaptive.decay_epochs",
-                 self.decay_epochs, "must be positive epochs")
+        _require(all(e > 0 for e in self.lr_decay_epochs), "adaptive.lr_decay_epochs",
+                 self.lr_decay_epochs, "must be positive epochs")
         _require(self.saturation_patience >= 1, "adaptive.saturation_patience",
                  self.saturation_patience, "must be >= 1")
         _require(self.max_decays >= 0, "adaptive.max_decays", self.max_decays, "must be >= 0")
@@ -744,11 +744,16 @@ class TrainConfig:
         return _build(cls, d, "")
 
 
+# Fields renamed since runs were written: old dotted name -> new field name.
+RENAMED_FIELDS = {"adaptive.decay_epochs": "lr_decay_epochs"}
+
+
 def _build(cls, d: dict, prefix: str):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in d.items():
+        key = RENAMED_FIELDS.get(f"{prefix}{key}", key)     # config.json of an earlier version
         path = f"{prefix}{key}"
         if key not in names:
             raise ConfigError(f"Field `{path}` is not a config field. Received: {path}={value!r}")

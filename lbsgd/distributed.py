@@ -112,19 +112,65 @@ def _reducescatter_allgather(tensors, hvd):
     return out
 
 
+# --------------------------------------------------------------------------
+# The optimizer's three concerns, each a function of its own.
+# --------------------------------------------------------------------------
+
+def exchange_gradients(optimizer, grads, exchange: str, compression: str):
+    """Gradient exchange (Codreanu et al. III, Lee et al. IV-B): the average over ranks.
+
+    Counts the Horovod calls in `optimizer.collective_calls` and records in
+    `optimizer.nonfinite_step` the first step whose averaged gradient is not
+    finite (the same on every rank: lbsgd.faults.DivergenceGuard reads it).
+    """
+    if _size() > 1:
+        wire = {_wire_dtype(g.dtype, compression) for g in grads if g is not None}
+        optimizer.collective_calls.assign_add(collective_calls(
+            sum(g is not None for g in grads), exchange, len(wire)))
+    grads = average_gradients(grads, exchange, compression)
+    checks = [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+    if checks:
+        flag = optimizer.nonfinite_step
+        first = tf.logical_and(tf.logical_not(tf.reduce_all(tf.stack(checks))), flag < 0)
+        flag.assign(tf.where(first, tf.cast(optimizer.iterations, tf.int64),
+                             tf.convert_to_tensor(flag)))
+    return grads
+
+
+def add_l2_weight_decay(grads, variables, coefficient, decay_filter):
+    """Regularisation (Codreanu et al. IV-B, V-B): Caffe-style g + wd * w for decayed variables.
+
+    Added after averaging, so the decay goes through momentum and is scaled
+    by the learning rate; `coefficient` is a variable a callback may change.
+    """
+    return [g if g is None or not decay_filter(v)
+            else g + tf.cast(coefficient, g.dtype) * tf.cast(v, g.dtype)
+            for g, v in zip(grads, variables)]
+
+
+def correct_momentum(optimizer, variables):
+    """Momentum correction (Goyal et al.): scale the SGD velocity by lr_t / lr_{t-1}.
+
+    Keras' v <- m v - lr g then updates as u <- m u + g, w <- w - lr u even
+    while the LR changes (warmup, cycles, batch growth).
+    """
+    if not optimizer.built:
+        optimizer.build(variables)
+    lr = tf.cast(optimizer._get_current_learning_rate(), tf.float32)
+    prev = tf.convert_to_tensor(optimizer.previous_learning_rate)
+    ratio = tf.where(prev > 0, lr / tf.where(prev > 0, prev, 1.0), 1.0)
+    for m in getattr(optimizer, "momentums", []):
+        m.assign(m * tf.cast(ratio, m.dtype))
+    optimizer.previous_learning_rate.assign(lr)
+
+
 class _DistributedMixin:
-    """Averages gradients across ranks before the wrapped optimizer's update.
+    """A Keras optimizer whose update runs the three concerns above, in order.
 
-    Also applies Caffe-style L2 weight decay (Codreanu et al. IV-B, V-B): after
-    averaging, ``g += weight_decay * w`` for every decayed variable, so the
-    decay goes through momentum and is scaled by the learning rate. The decay
-    coefficient lives in a variable: a callback can change it mid-training
-    without retracing the train step.
-
-    With momentum correction (Goyal et al. 2.x, used by Codreanu et al.), the
-    SGD velocity v (Keras: v <- m v - lr g) is scaled by lr_t / lr_{t-1}
-    before each update, which makes the update that of u <- m u + g,
-    w <- w - lr u even while the LR changes (warmup, cycles).
+    exchange_gradients -> add_l2_weight_decay -> correct_momentum (SGD with
+    momentum, when on) -> the wrapped optimizer's own update. Its variables
+    (`l2_weight_decay`, `collective_calls`, `nonfinite_step`,
+    `previous_learning_rate`) are optimizer variables, so checkpoints keep them.
     """
 
     _lbsgd_exchange = "grouped"
@@ -135,11 +181,10 @@ class _DistributedMixin:
                      momentum_correction: bool = False, compression: str = "none"):
         check_argument_choice("exchange", exchange, GRADIENT_EXCHANGES)
         check_argument_choice("compression", compression, GRADIENT_COMPRESSIONS)
-        self._lbsgd_compression = compression
         if weight_decay < 0:
             raise ValueError("Argument `weight_decay` must be >= 0. "
                              f"Received: weight_decay={weight_decay}")
-        self._lbsgd_exchange = exchange
+        self._lbsgd_exchange, self._lbsgd_compression = exchange, compression
         self._lbsgd_decay_filter = decay_filter or default_decay_filter
         with keras.name_scope("lbsgd"):
             self.l2_weight_decay = keras.Variable(
@@ -149,8 +194,6 @@ class _DistributedMixin:
             self.collective_calls = keras.Variable(0, dtype="int64", trainable=False,
                                                    name="collective_calls")
             # First optimizer step (0-based) whose averaged gradient was not finite; -1: none.
-            # Set from the averaged gradient, so it is the same on every rank
-            # (lbsgd.faults.DivergenceGuard stops all ranks at that step).
             self.nonfinite_step = keras.Variable(-1, dtype="int64", trainable=False,
                                                  name="nonfinite_step")
         self._lbsgd_momentum_correction = bool(momentum_correction) and bool(
@@ -161,41 +204,15 @@ class _DistributedMixin:
                     0.0, dtype="float32", trainable=False, name="previous_learning_rate")
 
     def apply(self, grads, trainable_variables=None):
-        grads = list(grads)
-        if _size() > 1:
-            wire = {_wire_dtype(g.dtype, self._lbsgd_compression) for g in grads if g is not None}
-            self.collective_calls.assign_add(collective_calls(
-                sum(g is not None for g in grads), self._lbsgd_exchange, len(wire)))
-        grads = average_gradients(grads, self._lbsgd_exchange, self._lbsgd_compression)
-        self._lbsgd_flag_nonfinite(grads)
         variables = (list(trainable_variables) if trainable_variables is not None
                      else list(self._trainable_variables))
-        wd = self.l2_weight_decay
-        grads = [g if g is None or not self._lbsgd_decay_filter(v)
-                 else g + tf.cast(wd, g.dtype) * tf.cast(v, g.dtype)
-                 for g, v in zip(grads, variables)]
+        grads = exchange_gradients(self, list(grads), self._lbsgd_exchange,
+                                   self._lbsgd_compression)
+        grads = add_l2_weight_decay(grads, variables, self.l2_weight_decay,
+                                    self._lbsgd_decay_filter)
         if self._lbsgd_momentum_correction:
-            self._lbsgd_correct_momentum(variables)
+            correct_momentum(self, variables)
         return super().apply(grads, trainable_variables)
-
-    def _lbsgd_flag_nonfinite(self, grads):
-        checks = [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
-        if not checks:
-            return
-        first = tf.logical_and(tf.logical_not(tf.reduce_all(tf.stack(checks))),
-                               self.nonfinite_step < 0)
-        self.nonfinite_step.assign(tf.where(first, tf.cast(self.iterations, tf.int64),
-                                            tf.convert_to_tensor(self.nonfinite_step)))
-
-    def _lbsgd_correct_momentum(self, variables):
-        if not self.built:
-            self.build(variables)
-        lr = tf.cast(self._get_current_learning_rate(), tf.float32)
-        prev = tf.convert_to_tensor(self.previous_learning_rate)
-        ratio = tf.where(prev > 0, lr / tf.where(prev > 0, prev, 1.0), 1.0)
-        for m in getattr(self, "momentums", []):
-            m.assign(m * tf.cast(ratio, m.dtype))
-        self.previous_learning_rate.assign(lr)
 
     # -- model.save / load_model ----------------------------------------------
     def get_config(self):

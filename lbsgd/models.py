@@ -23,9 +23,9 @@ from lbsgd.config import ModelConfig
 _CIFAR_DEPTHS = {"resnet8": 1, "resnet14": 2, "resnet20": 3, "resnet32": 5}
 
 
-def _bn(x, beta: float, zero_gamma: bool, name: str):
+def _bn(x, fraction: float, zero_gamma: bool, name: str):
     return layers.BatchNormalization(
-        momentum=beta, epsilon=1e-5, name=name,
+        momentum=fraction, epsilon=1e-5, name=name,
         gamma_initializer="zeros" if zero_gamma else "ones")(x)
 
 
@@ -42,22 +42,22 @@ def cifar_resnet(input_shape, num_classes: int, blocks_per_stage: int,
 
     `stem_stride=2` makes the first convolution strided (feature maps of
     half the side everywhere, ~4x fewer FLOPs)."""
-    beta = bn_moving_average_fraction
+    fraction = bn_moving_average_fraction
     inputs = keras.Input(input_shape, name="image")
     x = _conv(inputs, 16, 3, stem_stride, "conv1")
-    x = layers.ReLU(name="relu1")(_bn(x, beta, False, "bn1"))
+    x = layers.ReLU(name="relu1")(_bn(x, fraction, False, "bn1"))
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(blocks_per_stage):
             stride = 2 if stage > 0 and block == 0 else 1
             p = f"s{stage + 1}b{block + 1}"
             shortcut = x
             y = _conv(x, filters, 3, stride, f"{p}_conv1")
-            y = layers.ReLU(name=f"{p}_relu1")(_bn(y, beta, False, f"{p}_bn1"))
+            y = layers.ReLU(name=f"{p}_relu1")(_bn(y, fraction, False, f"{p}_bn1"))
             y = _conv(y, filters, 3, 1, f"{p}_conv2")
-            y = _bn(y, beta, zero_gamma_last_bn, f"{p}_bn2")
+            y = _bn(y, fraction, zero_gamma_last_bn, f"{p}_bn2")
             if stride != 1 or shortcut.shape[-1] != filters:
                 shortcut = _conv(shortcut, filters, 1, stride, f"{p}_proj")
-                shortcut = _bn(shortcut, beta, False, f"{p}_proj_bn")
+                shortcut = _bn(shortcut, fraction, False, f"{p}_proj_bn")
             x = layers.ReLU(name=f"{p}_out")(layers.Add(name=f"{p}_add")([y, shortcut]))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",
@@ -69,10 +69,10 @@ def resnet50(input_shape=(224, 224, 3), num_classes: int = 1000,
              bn_moving_average_fraction: float = 0.95,
              zero_gamma_last_bn: bool = True) -> keras.Model:
     """ResNet-50 v1 (He et al. 2016), unmodified topology."""
-    beta = bn_moving_average_fraction
+    fraction = bn_moving_average_fraction
     inputs = keras.Input(input_shape, name="image")
     x = _conv(inputs, 64, 7, 2, "conv1")
-    x = layers.ReLU(name="relu1")(_bn(x, beta, False, "bn1"))
+    x = layers.ReLU(name="relu1")(_bn(x, fraction, False, "bn1"))
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
     for stage, (filters, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3))):
         for block in range(blocks):
@@ -80,14 +80,14 @@ def resnet50(input_shape=(224, 224, 3), num_classes: int = 1000,
             p = f"res{stage + 2}{chr(ord('a') + block)}"
             shortcut = x
             y = _conv(x, filters, 1, stride, f"{p}_branch2a")
-            y = layers.ReLU(name=f"{p}_relu2a")(_bn(y, beta, False, f"{p}_bn2a"))
+            y = layers.ReLU(name=f"{p}_relu2a")(_bn(y, fraction, False, f"{p}_bn2a"))
             y = _conv(y, filters, 3, 1, f"{p}_branch2b")
-            y = layers.ReLU(name=f"{p}_relu2b")(_bn(y, beta, False, f"{p}_bn2b"))
+            y = layers.ReLU(name=f"{p}_relu2b")(_bn(y, fraction, False, f"{p}_bn2b"))
             y = _conv(y, 4 * filters, 1, 1, f"{p}_branch2c")
-            y = _bn(y, beta, zero_gamma_last_bn, f"{p}_bn2c")
+            y = _bn(y, fraction, zero_gamma_last_bn, f"{p}_bn2c")
             if block == 0:
                 shortcut = _conv(shortcut, 4 * filters, 1, stride, f"{p}_branch1")
-                shortcut = _bn(shortcut, beta, False, f"{p}_bn1")
+                shortcut = _bn(shortcut, fraction, False, f"{p}_bn1")
             x = layers.ReLU(name=f"{p}_out")(layers.Add(name=f"{p}_add")([y, shortcut]))
     x = layers.GlobalAveragePooling2D(name="pool5")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",

@@ -125,7 +125,7 @@ def lee_method(task: str, method: str, k_epochs: int = 0, seed: int = 0) -> Trai
                            schedule=dataclasses.replace(constant, warmup_epochs=warmup),
                            adaptive=AdaptiveConfig(log_theta=True), **common)
     if method == "adaptive_fixed_lr":
-        control = dict(lr_control="fixed", decay_epochs=decays) if decays else {}
+        control = dict(lr_control="fixed", lr_decay_epochs=decays) if decays else {}
         return TrainConfig(batch_size=t["start"], schedule=constant,
                            adaptive=AdaptiveConfig(lr_scaling="none", **control, **adaptive),
                            **common)

@@ -241,7 +241,7 @@ class Trainer:
         a = self.cfg.adaptive
         growth = adaptive.BatchGrowth(self.batch, a.max_batch, a.growth_factor, a.lr_scaling,
                                       a.theta_threshold, a.k_epochs, multiple_of=self.rt.size)
-        lr_control = adaptive.LRControl(a.lr_control, a.beta, a.decay_epochs,
+        lr_control = adaptive.LRControl(a.lr_control, a.beta, a.lr_decay_epochs,
                                         a.saturation_patience, a.saturation_threshold,
                                         max_decays=a.max_decays)
         return adaptive.AdaptiveBatchSize(

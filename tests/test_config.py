@@ -124,3 +124,10 @@ def test_run_name_from_name_else_run_directory(tmp_path, flags, name):
         cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert f"config {name!r} is valid" in proc.stdout
+
+
+def test_config_json_of_an_earlier_version_loads_renamed_fields():
+    d = C.TrainConfig().to_dict()
+    d["adaptive"]["decay_epochs"] = d["adaptive"].pop("lr_decay_epochs")
+    d["adaptive"]["decay_epochs"] = [80, 120]
+    assert C.TrainConfig.from_dict(d).adaptive.lr_decay_epochs == (80, 120)
