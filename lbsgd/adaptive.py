@@ -394,6 +394,7 @@ def fit(model, make_dataset, epochs: int, initial_epoch: int = 0, adaptive=None,
     if stopped is None:
         stops = [cb for cb in fit_kwargs.get("callbacks", []) if isinstance(cb, ConvergenceStop)]
         stopped = lambda: any(cb.stopped_epoch is not None for cb in stops)  # noqa: E731
+    fit_kwargs.setdefault("shuffle", False)  # the order is the dataset's; Keras would only warn
     epoch = initial_epoch
     while epoch < epochs:
         batch = adaptive.batch_size if adaptive is not None else None

@@ -36,8 +36,8 @@ def run(cfg: "config_lib.TrainConfig", run_dir: str, resume: bool = False,
       run_dir: directory for config.json, history.csv, checkpoint.npz, summary.json.
       resume: continue from the run directory's checkpoint (if any).
       overwrite: discard an earlier run in `run_dir` instead of refusing it.
-      verbose: Keras verbosity on rank 0 ("auto": a progress bar in a single
-        process on a terminal, one line per epoch otherwise); other ranks are silent.
+      verbose: 0: no progress output; otherwise (e.g. "auto") rank 0 prints
+        lbsgd.console.EpochProgress lines; other ranks are silent.
       extra_callbacks: more Keras callbacks, run after lbsgd's bookkeeping.
       resume_changes: {field: (before, after)} allowed with --allow_change;
         recorded in the run directory's resumes.json.
@@ -115,7 +115,7 @@ def _train(cfg, run_dir, paths, snapshot_dir, state, rt, verbose, extra_callback
 
     from lbsgd import callbacks as cb
     from lbsgd import checkpoint as ckpt
-    from lbsgd import adaptive, data, distributed, ensemble, faults, models, recipe
+    from lbsgd import adaptive, console, data, distributed, ensemble, faults, models, recipe
     from lbsgd import schedules
 
     keras.utils.set_random_seed(cfg.seed)
@@ -184,8 +184,7 @@ def _train(cfg, run_dir, paths, snapshot_dir, state, rt, verbose, extra_callback
         logger.write_history()  # drop rows of epochs after the checkpoint
     finished = stop is not None and stop.stopped_epoch is not None
 
-    if verbose == "auto":  # horovodrun prefixes every line: a redrawn bar cannot work
-        verbose = 1 if sys.stdout.isatty() and rt.size == 1 else 2
+    progress = [console.EpochProgress()] if verbose else []  # Keras-style lines, rank 0 only
     evaluation = None
     if initial_epoch < cfg.epochs and not finished:
         def make_dataset(global_batch, first_epoch):
@@ -197,11 +196,12 @@ def _train(cfg, run_dir, paths, snapshot_dir, state, rt, verbose, extra_callback
         val_ds = data.val_dataset(source, max(1, batch // rt.size), rt.rank, rt.size)
         guards = [faults.DivergenceGuard(), faults.StallWatchdog(rt.rank, rt.size)]
         callbacks = distributed.callbacks() + guards + bookkeeping + [
-            snapshots, logger, tta, *([stop] if stop else []), checkpointer, *extra_callbacks]
+            snapshots, logger, tta, *([stop] if stop else []), checkpointer, *extra_callbacks,
+            *progress]
         try:
             adaptive.fit(model, make_dataset, cfg.epochs, initial_epoch, adaptive=controller,
                          validation_data=val_ds, callbacks=callbacks,
-                         verbose=verbose if rt.is_chief else 0)
+                         verbose=0)
         except faults.TrainingDiverged as err:
             if rt.is_chief:
                 summary = make_summary(cfg, logger.rows, tta.reached, rt, source.num_train)
@@ -388,12 +388,8 @@ def main(argv=None) -> int:
                       "--optimizer.base_lr or lengthen --schedule.warmup_epochs.",
                       faults.EXIT_DIVERGED)
     if runtime.current().is_chief:
-        final = summary["final"]
-        metric = cfg.monitor
-        print(f"lbsgd.train: {cfg.name}: {summary['epochs']} epochs on {summary['num_ranks']} "
-              f"ranks in {summary['total_seconds']:.1f} s, {metric} "
-              f"{final.get(metric)}, {summary['images_per_second'] or 0:.1f} images/s; "
-              f"run directory {run_dir}")
+        from lbsgd import console
+        console.print_line(console.summary_line(cfg.name, summary, cfg.monitor, run_dir))
     return 0
 
 
