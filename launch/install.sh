@@ -3,10 +3,20 @@
 # the pinned Python stack, horovod 0.28.1 built against it, then a build check.
 #
 #   bash launch/install.sh          # install what is missing, verify
+#   bash launch/install.sh --notebook   # also JupyterLab and a "Python (lbsgd)" kernel
 #   LBSGD_VENV=/path bash launch/install.sh   # use another virtualenv
 #
 # A second run with everything present only verifies (a few seconds).
 set -euo pipefail
+
+NOTEBOOK=0
+for arg in "$@"; do
+  case "$arg" in
+    --notebook) NOTEBOOK=1 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) printf '[lbsgd install] ERROR: unknown argument %s (--notebook, --help)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LBSGD_VENV:-$ROOT/.venv}"
@@ -74,4 +84,23 @@ for part in TensorFlow MPI Gloo; do
 $check
 Remove $VENV and the cached wheel (pip cache remove horovod), then run this installer again."
 done
+# 5. With --notebook: JupyterLab, nbconvert/nbclient and ipykernel (pip install -e .[notebook],
+#    held to the pinned stack by the requirements as constraints), and a kernel "Python (lbsgd)"
+#    for this venv (in the venv: $VENV/share/jupyter/kernels/lbsgd) that puts this checkout on
+#    PYTHONPATH and quiets TensorFlow's start-up log.
+if ((NOTEBOOK)); then
+  NB_STAMP="$VENV/.lbsgd-notebook-stamp"
+  nb_want="$want $ROOT"
+  if [ "$nb_want" != "$(cat "$NB_STAMP" 2>/dev/null || true)" ] \
+     || [ ! -x "$VENV/bin/jupyter-lab" ] || [ ! -x "$VENV/bin/jupyter-nbconvert" ] \
+     || [ ! -f "$VENV/share/jupyter/kernels/lbsgd/kernel.json" ]; then
+    log "installing JupyterLab and the notebook tools (pip install -e .[notebook])"
+    pipq install --no-build-isolation -c "$REQ" -e "$ROOT[notebook]"
+    "$VPY" -m ipykernel install --sys-prefix --name lbsgd --display-name "Python (lbsgd)" \
+      --env PYTHONPATH "$ROOT" --env TF_CPP_MIN_LOG_LEVEL 2 >/dev/null
+    printf '%s\n' "$nb_want" > "$NB_STAMP"
+  fi
+  log "notebooks: make notebook   (or: $VENV/bin/jupyter lab notebooks/; kernel \"Python (lbsgd)\")"
+fi
+
 log "ready: $VENV ($("$VPY" -c 'import tensorflow as tf, horovod, keras; print(f"tensorflow {tf.__version__}, keras {keras.__version__}, horovod {horovod.__version__}")' 2>/dev/null))"

@@ -54,6 +54,35 @@ if [[ " ${prog[*]} " == *" lbsgd.train "* ]]; then
   OMPI_COMM_WORLD_SIZE="$np" "${prog[@]}" --validate_only >/dev/null
 fi
 
+# Console: the user sees rank 0's output (and horovodrun's/mpirun's own) without the
+# "[1,0]<stdout>:" tags mpirun adds; the other ranks' output goes to a temporary file whose
+# tail is printed only if the job fails (lbsgd/rankstreams.py). LBSGD_ALL_RANKS=1 shows every
+# rank's tagged output instead. The filters ignore INT/TERM/HUP and end when the job's output does.
+if [ "${LBSGD_ALL_RANKS:-0}" != 1 ]; then
+  LBSGD_CONSOLE_TTY=0; [ -t 1 ] && LBSGD_CONSOLE_TTY=1   # 1: rank 0 may redraw its line
+  export LBSGD_CONSOLE_TTY
+  console_dir="$(mktemp -d "${TMPDIR:-/tmp}/lbsgd-console.XXXXXX")"
+  mkfifo "$console_dir/out" "$console_dir/err"
+  (trap '' INT TERM HUP; exec "${prog[0]}" -m lbsgd.rankstreams "$console_dir/others" <"$console_dir/out") &
+  console_pids=($!)
+  (trap '' INT TERM HUP; exec "${prog[0]}" -m lbsgd.rankstreams "$console_dir/others" <"$console_dir/err" >&2) &
+  console_pids+=($!)
+  exec 3>&1 4>&2 >"$console_dir/out" 2>"$console_dir/err"
+  console_close() {
+    local rc=$? _
+    exec 1>&3 2>&4 3>&- 4>&-
+    for _ in $(seq 1 100); do kill -0 "${console_pids[@]}" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "${console_pids[@]}" 2>/dev/null || true
+    wait "${console_pids[@]}" 2>/dev/null || true
+    if [ "$rc" -ne 0 ] && [ -s "$console_dir/others" ]; then
+      echo "launch/run.sh: the job exited with code $rc; the other ranks' last output:" >&2
+      tail -n 40 "$console_dir/others" >&2
+    fi
+    rm -rf "$console_dir"
+  }
+  trap console_close EXIT
+fi
+
 setsid horovodrun "${hvd_args[@]}" "${prog[@]}" &
 child=$!
 forward() {

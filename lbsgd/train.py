@@ -138,12 +138,8 @@ def main(argv=None) -> int:
                       "--optimizer.base_lr or lengthen --schedule.warmup_epochs.",
                       faults.EXIT_DIVERGED)
     if runtime.current().is_chief:
-        final = summary["final"]
-        metric = cfg.monitor
-        print(f"lbsgd.train: {cfg.name}: {summary['epochs']} epochs on {summary['num_ranks']} "
-              f"ranks in {summary['total_seconds']:.1f} s, {metric} "
-              f"{final.get(metric)}, {summary['images_per_second'] or 0:.1f} images/s; "
-              f"run directory {run_dir}")
+        from lbsgd import console
+        console.print_line(console.summary_line(cfg.name, summary, cfg.monitor, run_dir))
     return 0
 
 

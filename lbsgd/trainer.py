@@ -27,7 +27,8 @@ import sys
 
 import keras
 
-from lbsgd import adaptive, callbacks, data, distributed, ensemble, faults, models, recipe
+from lbsgd import adaptive, callbacks, console, data, distributed, ensemble, faults, models
+from lbsgd import recipe
 from lbsgd import runtime, schedules
 from lbsgd import config as config_lib
 from lbsgd.rundir import RunDir, atomic_write_json
@@ -104,6 +105,7 @@ def fit_segments(model, make_dataset, epochs: int, initial_epoch: int = 0, adapt
         stops = [cb for cb in fit_kwargs.get("callbacks", [])
                  if isinstance(cb, callbacks.ConvergenceStop)]
         stopped = lambda: any(cb.stopped_epoch is not None for cb in stops)  # noqa: E731
+    fit_kwargs.setdefault("shuffle", False)  # the order is the dataset's; Keras would only warn
     epoch = initial_epoch
     while epoch < epochs:
         batch = adaptive.batch_size if adaptive is not None else None
@@ -124,8 +126,8 @@ class Trainer:
       run_dir: the run directory (a RunDir or a path); the caller decided it
         (rank 0 holds its lock).
       state: the checkpoint's trainer state to resume from (None: from scratch).
-      verbose: Keras verbosity on rank 0 ("auto": a progress bar in a single
-        process on a terminal, one line per epoch otherwise); other ranks are silent.
+      verbose: 0: no progress output; otherwise (e.g. "auto") rank 0 prints
+        lbsgd.console.EpochProgress lines; other ranks are silent.
       extra_callbacks: the user's Keras callbacks, run after lbsgd's.
       config_file: the config file the run starts from (kept in the
         checkpoint, so `--resume --config <the same file>` is recognised).
@@ -253,12 +255,11 @@ class Trainer:
 
     # -- run steps -----------------------------------------------------------
     def fit(self) -> int:
-        verbose = self.verbose
-        if verbose == "auto":  # horovodrun prefixes every line: a redrawn bar cannot work
-            verbose = 1 if sys.stdout.isatty() and self.rt.size == 1 else 2
+        """fit_segments over the callbacks; rank 0 prints Keras-style epoch lines unless verbose=0."""
+        progress = [console.EpochProgress()] if self.verbose else []
         return fit_segments(self.model, self.make_dataset, self.cfg.epochs, self.initial_epoch,
                             adaptive=self.controller, validation_data=self.val_dataset,
-                            callbacks=self.callbacks, verbose=verbose if self.rt.is_chief else 0)
+                            callbacks=self.callbacks + progress, verbose=0)
 
     def evaluate_ensemble(self) -> None:
         """Codreanu et al. VI: the snapshots and their softmax-averaged ensemble (>= 2 snapshots)."""

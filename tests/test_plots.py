@@ -1,5 +1,6 @@
 """lbsgd.plots / python -m lbsgd.plot: schedule timelines from configs, run curves from files."""
 
+import json
 import os
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def test_run_curves_and_plot_cli(tmp_path):
                                                    "batch size", "theta"]
     marked = {round(line.get_xdata()[0], 1) for line in fig.axes[0].lines
               if line.get_linestyle() == ":"}
-    assert marked == {2.5, 3.5}                 # phase change after 2, batch growth after 3
+    assert marked == {2.0, 3.0}      # at the boundaries: phase change after 2, batch growth after 3
     out = subprocess.run([sys.executable, "-m", "lbsgd.plot", str(run)], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -57,3 +58,48 @@ def test_run_curves_and_plot_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "lbsgd.plot", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "run_dir=" in bad.stderr
+
+
+def _fake_run(tmp_path, rows, name="digits_recipe"):
+    run = tmp_path / "lbsgd_tmp_x1y2"       # a temporary name that must not become the title
+    run.mkdir()
+    (run / "history.csv").write_text(history_csv(rows))
+    (run / "config.json").write_text(load(name).to_json())
+    (run / "summary.json").write_text('{"num_ranks": 2}')
+    return run
+
+
+def test_rates_and_batches_are_steps_and_titles_name_the_run(tmp_path):
+    rows = [{"epoch": e, "loss": 1.0 / e, "val_accuracy": 0.5, "learning_rate": 0.1 / e,
+             "batch_size": 64 if e < 3 else 128, "phase": "main"} for e in range(1, 5)]
+    fig = plots.run_curves(str(_fake_run(tmp_path, rows)))
+    title = fig.axes[0].get_title()
+    assert title.startswith("digits_recipe: batch 64, 2 ranks") and "lbsgd_tmp" not in title
+    for ax, values in ((fig.axes[2], [0.1 / e for e in range(1, 5)]),
+                       (fig.axes[3], [64, 64, 128, 128])):
+        steps = ax.patches[0].get_data()                    # one value per epoch, as stairs
+        assert list(steps.edges) == [0, 1, 2, 3, 4]
+        assert list(steps.values) == pytest.approx(values)
+    (tmp_path / "b").mkdir()
+    steady = [dict(r, batch_size=64, steps=22) for r in rows]
+    fig = plots.run_curves(str(_fake_run(tmp_path / "b", steady)))
+    schedule = fig.axes[2].lines[0]                          # a scheduled run: its LR per step
+    assert schedule.get_drawstyle() == "steps-post"
+    assert schedule.get_xdata()[0] == 0 and schedule.get_xdata()[-1] == 4
+
+
+def test_ensemble_bar_labels_stay_below_the_title(tmp_path):
+    run = _fake_run(tmp_path, [{"epoch": 1, "loss": 1.0, "val_accuracy": 0.9}])
+    snaps = [{"name": f"epoch_{e:04d}.npz", "epoch": e, "examples": 359, "loss": 0.3,
+              "top1": t, "top5": 1.0} for e, t in ((4, 0.5125), (7, 0.844), (10, 0.922))]
+    (run / "ensemble.json").write_text(json.dumps(
+        {"snapshots": snaps, "ensemble": {"name": "ensemble", "examples": 359, "loss": 0.6,
+                                          "top1": 0.8969, "top5": 0.99, "members": []}}))
+    fig = plots.ensemble_plot(str(run))
+    ax = fig.axes[0]
+    assert ax.get_title().startswith("digits_recipe: snapshots")
+    fig.canvas.draw()
+    title_box = ax.title.get_window_extent()
+    for label in ax.texts:
+        assert label.get_window_extent().y1 < title_box.y0, label.get_text()
+        assert label.get_window_extent().y1 < ax.get_window_extent().y1

@@ -1,0 +1,112 @@
+"""Demultiplex a Horovod job's console: rank 0's output untagged, the other ranks' kept aside.
+
+horovodrun runs Open MPI's `mpirun --tag-output`, which starts every chunk a
+rank writes (and every line within it) with `[1,<rank>]<stdout>:` or
+`[1,<rank>]<stderr>:`; with `--gloo` Horovod prefixes lines with
+`[<rank>]<stdout>:`. A chunk need not end a line: `print()` writes its text
+and its newline separately, so a tag can land in the middle of a line
+(`... run directory runs/x[1,0]<stdout>:` + newline).
+
+:class:`RankDemux` undoes this on a byte stream: text of rank 0 and text
+without a tag (horovodrun's and mpirun's own messages) is passed on with the
+tags removed, exactly as rank 0 wrote it (partial lines and `\\r` redraws
+included); the other ranks' text, tags kept, goes to a side file that the
+launcher prints only when the job fails. `launch/run.sh` runs one filter per
+stream:
+
+    python -m lbsgd.rankstreams OTHERS_FILE < tagged > untagged
+
+No TensorFlow import: it starts in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+# mpirun --tag-output: [jobid,rank]<stream>:   horovod gloo: [rank]<stream>:
+TAG = re.compile(rb"\[(?:\d+,)?(\d+)\]<(?:stdout|stderr)>:")
+# A tail that may still grow into a tag once the next chunk arrives.
+PARTIAL_TAG = re.compile(rb"\[[\d,]*(?:\](?:<[a-z]*>?)?)?\Z")
+
+
+class RankDemux:
+    """Splits tagged console bytes by rank (pure: feed bytes in, get (shown, others) out).
+
+    Text belongs to the rank of the tag before it until the end of its line;
+    text after a newline without a tag belongs to no rank (the launcher's
+    own messages) and is shown.
+
+    Args:
+      shown_rank: the rank whose text is shown (untagged).
+    """
+
+    def __init__(self, shown_rank: int = 0):
+        self.shown_rank = shown_rank
+        self.rank = None          # rank of the text being read (None: untagged)
+        self._pending = b""      # a possible tag split across chunks
+        self._mid_line = set()   # other ranks whose kept text ends inside a line
+
+    def feed(self, data: bytes, final: bool = False) -> tuple[bytes, bytes]:
+        """(bytes to show, bytes of the other ranks with their tags) for the next chunk."""
+        data = self._pending + data
+        self._pending = b""
+        if not final:
+            partial = PARTIAL_TAG.search(data, max(0, len(data) - 24))
+            if partial:
+                self._pending = data[partial.start():]
+                data = data[:partial.start()]
+        shown, others = [], []
+        pos = 0
+        for match in TAG.finditer(data):
+            self._route(data[pos:match.start()], shown, others)
+            self.rank = int(match.group(1))
+            if self.rank != self.shown_rank and self.rank not in self._mid_line:
+                others.append(match.group(0))   # one tag per line of the kept text
+            pos = match.end()
+        self._route(data[pos:], shown, others)
+        return b"".join(shown), b"".join(others)
+
+    def _route(self, text: bytes, shown: list, others: list) -> None:
+        while text:
+            end = text.find(b"\n")
+            piece, text = (text, b"") if end < 0 else (text[:end + 1], text[end + 1:])
+            if self.rank is None or self.rank == self.shown_rank:
+                shown.append(piece)
+            else:
+                others.append(piece)
+                (self._mid_line.discard if end >= 0 else self._mid_line.add)(self.rank)
+            if end >= 0:
+                self.rank = None
+
+
+def main(argv=None) -> int:
+    """Filters stdin to stdout; other ranks' text is appended to the file argv[0] names."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python -m lbsgd.rankstreams OTHERS_FILE < tagged > untagged\n\n"
+              + __doc__.split("\n")[0], file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    demux = RankDemux()
+    out = sys.stdout.fileno()
+    with open(argv[0], "ab", buffering=0) as side:
+        while True:
+            try:
+                chunk = os.read(0, 65536)
+            except InterruptedError:  # pragma: no cover - retried by Python anyway
+                continue
+            shown, others = demux.feed(chunk, final=not chunk)
+            if others:
+                side.write(others)
+            while shown:
+                try:
+                    shown = shown[os.write(out, shown):]
+                except BrokenPipeError:
+                    shown = b""   # the reader went away: keep draining so the job never blocks
+            if not chunk:
+                return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

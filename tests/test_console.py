@@ -1,0 +1,134 @@
+"""The console a user sees: rank 0's Keras-style lines (ints as ints), no rank tags, no
+spurious warnings, clean line ends; other ranks silent unless the job fails."""
+
+import io
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import LAUNCH, ROOT, horovodrun, launch_env
+from lbsgd import console
+from lbsgd.rankstreams import RankDemux
+
+
+@pytest.mark.parametrize("key, value, shown", [
+    ("batch_size", 64.0, "64"), ("steps", 22.0, "22"), ("K", 0.0, "0"), ("cycle", -1.0, "-1"),
+    ("augment", 1.0, "1"), ("collective_calls", np.float32(22), "22"), ("batch_size", 64, "64"),
+    ("steps", np.int64(7), "7"), ("flag", True, "1"),
+    ("accuracy", 0.9916434288024902, "0.9916"), ("accuracy", 1.0, "1.0000"),
+    ("loss", 2.31924, "2.3192"), ("learning_rate", 0.05, "0.0500"), ("learning_rate", 0.0, "0.0000"),
+    ("weight_decay", 5e-05, "5e-05"), ("learning_rate", 0.0002, "0.0002"),
+    ("loss", 1234567.0, "1.235e+06"), ("theta", float("nan"), "nan"),
+    ("images_per_second", 190.3439, "190.3"), ("phase", "collapse", "collapse"),
+    ("batch_size", 64.5, "64.5000"),
+])
+def test_log_values_are_formatted_by_what_they_are(key, value, shown):
+    assert console.format_log_value(key, value) == shown
+
+
+def test_epoch_line_reads_like_keras_verbose_2():
+    line = console.format_epoch_line(22, 22, 8.2, 0.363, {
+        "accuracy": 0.48221, "loss": 1.80591, "learning_rate": 0.1, "batch_size": 64.0,
+        "epoch_seconds": 8.2, "elapsed_seconds": 31.7})
+    assert line == ("22/22 - 8s - 363ms/step - accuracy: 0.4822 - loss: 1.8059 - "
+                    "learning_rate: 0.1000 - batch_size: 64")
+
+
+def test_summary_line_is_rounded():
+    summary = {"epochs": 15, "num_ranks": 2, "total_seconds": 119.04,
+               "final": {"val_accuracy": 0.9916434288024902}, "images_per_second": 486.27}
+    assert console.summary_line("digits_resnet", summary, "val_accuracy", "runs/x") == (
+        "lbsgd.train: digits_resnet: 15 epochs on 2 ranks in 119.0 s, val_accuracy 0.9916, "
+        "486.3 images/s; run directory runs/x")
+
+
+class _Publish(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        logs.update(batch_size=8, steps=4, cycle=-1.0, learning_rate=0.05)
+
+
+def test_epoch_progress_in_a_fit():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.random.default_rng(0).random((32, 3)), np.zeros(32, np.int64)
+    out = io.StringIO()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[_Publish(), console.EpochProgress(stream=out, live=False)])
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and len(lines) == 4
+    assert re.fullmatch(r"4/4 - \d+s - \d+m?s/step - accuracy: \d\.\d{4} - loss: \d\.\d{4} - "
+                        r"batch_size: 8 - steps: 4 - cycle: -1 - learning_rate: 0\.0500",
+                        lines[1]), lines[1]
+    assert out.getvalue().endswith("\n")
+
+
+def _demux(chunks):
+    demux, shown, others = RankDemux(), b"", b""
+    for i, chunk in enumerate(chunks):
+        s, o = demux.feed(chunk, final=i == len(chunks) - 1)
+        shown, others = shown + s, others + o
+    return shown, others
+
+
+@pytest.mark.parametrize("chunks, shown, others", [
+    # mpirun tags every chunk: print() writes its text and its newline separately
+    ([b"[1,0]<stdout>:Epoch 1/2\n", b"[1,0]<stdout>:summary", b"[1,0]<stdout>:\n", b""],
+     b"Epoch 1/2\nsummary\n", b""),
+    # other ranks are kept aside, one tag per line
+    ([b"[1,1]<stderr>:warn", b"[1,1]<stderr>:ing\n[1,0]<stderr>:rank 0 warns\n", b""],
+     b"rank 0 warns\n", b"[1,1]<stderr>:warning\n"),
+    # a tag split across reads, and text of no rank (mpirun's own) after a line end
+    ([b"[1,0]<stdout>:a\n[1,", b"0]<stdout>:b\n", b"mpirun: bye\n", b""], b"a\nb\nmpirun: bye\n",
+     b""),
+    # horovodrun --gloo prefixes lines with [rank]
+    ([b"[0]<stdout>:x\n[1]<stdout>:y\n", b""], b"x\n", b"[1]<stdout>:y\n"),
+    # redraws with \r stay as rank 0 wrote them
+    ([b"[1,0]<stdout>:\r 1/4 - loss: 2", b"[1,0]<stdout>:\r 4/4 - loss: 1\n", b""],
+     b"\r 1/4 - loss: 2\r 4/4 - loss: 1\n", b""),
+    # text that only looks like the start of a tag is not lost
+    ([b"[1,0]<stdout>:progress [", b""], b"progress [", b""),
+])
+def test_rank_demux(chunks, shown, others):
+    assert _demux(chunks) == (shown, others)
+
+
+def test_two_rank_console_as_the_user_sees_it(tmp_path):
+    proc = horovodrun(2, "-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
+                      "--model.name=resnet8", "--data.image_size=16", "--epochs=2",
+                      "--schedule.warmup_epochs=1", f"--run_dir={tmp_path / 'run'}")
+    print(proc.stdout)
+    both = proc.stdout + proc.stderr
+    assert "<stdout>" not in both and "<stderr>" not in both
+    assert "shuffle=True" not in both and not proc.stderr.strip(), proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "Epoch 1/2" and lines[2] == "Epoch 2/2" and len(lines) == 5, lines
+    for line in (lines[1], lines[3]):
+        assert re.match(r"22/22 - \d+s - \d+m?s/step - accuracy: \d\.\d{4} - loss: ", line)
+        assert " - batch_size: 64 - steps: 22 - " in line and " - cycle: -1 - " in line
+        assert not re.search(r"\b(64|22)\.0000|e[+-]00", line), line
+    assert re.fullmatch(r"lbsgd\.train: run: 2 epochs on 2 ranks in \d+\.\d s, "
+                        rf"val_accuracy \d\.\d{{4}}, \d+\.\d images/s; run directory "
+                        rf"{re.escape(str(tmp_path / 'run'))}", lines[4]), lines[4]
+    assert proc.stdout.endswith("\n")
+
+
+def test_a_failing_rank_reaches_the_user(tmp_path):
+    program = tmp_path / "fails_on_rank_1.py"
+    program.write_text(
+        "import os, sys, time\n"
+        "rank = int(os.environ['OMPI_COMM_WORLD_RANK'])\n"
+        "print(f'hello from rank {rank}', flush=True)\n"
+        "if rank == 1:\n"
+        "    print('rank 1: the data directory vanished', file=sys.stderr, flush=True)\n"
+        "    sys.exit(3)\n"
+        "time.sleep(5)\n")
+    proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, str(program)], cwd=ROOT,
+                          env=launch_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3
+    assert proc.stdout == "hello from rank 0\n"                # rank 1 never on stdout
+    assert "the other ranks' last output" in proc.stderr
+    assert "[1,1]<stderr>:rank 1: the data directory vanished" in proc.stderr
