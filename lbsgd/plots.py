@@ -116,7 +116,7 @@ def run_title(run_dir, details: bool = True) -> str:
         return cfg.get("name", "run")
     title = f"{cfg.get('name', 'run')}: batch {cfg.get('batch_size')}"
     if cfg.get("adaptive", {}).get("enabled"):
-        title += f" -> {cfg['adaptive'].get('max_batch')} (adaptive)"
+        title += f"-{cfg['adaptive'].get('max_batch')} adaptive"
     try:
         with open(os.path.join(run_dir, "summary.json")) as f:
             ranks = json.load(f)["num_ranks"]
@@ -158,7 +158,8 @@ def _draw_key(ax, key, epochs, values, lr_curve, color=None, label=None):
         ax.plot(*lr_curve, drawstyle="steps-post", color=color, label=label)
         ax.plot(epochs, values, ls="", marker=".", color=ax.lines[-1].get_color())
     elif key in STEP_KEYS:
-        ax.stairs(values, _edges(epochs), baseline=None, color=color, label=label, lw=1.5)
+        ax.stairs(values, _edges(epochs), baseline=None, label=label, lw=1.5,
+                  color=color or f"C{len(ax.lines) + len(ax.patches)}")
     else:
         ax.plot(epochs, values, marker=".", color=color, label=label)
 
@@ -199,8 +200,8 @@ def run_curves(run_dir, fig=None, title: str | None = None):
         if len(keys) > 1:
             ax.legend(fontsize=7)
     axes[-1].set_xlabel("epoch")
-    axes[0].set_title(f"{title or run_title(run_dir)} (dotted: phase change or batch growth)",
-                      fontsize=9)
+    note = " (dotted: phase change or batch growth)" if changes else ""
+    axes[0].set_title(f"{title or run_title(run_dir)}{note}", fontsize=9)
     fig.tight_layout()
     return fig
 

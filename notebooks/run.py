@@ -1,45 +1,72 @@
-"""Execute lbsgd's notebooks top to bottom and store their outputs (nbclient).
+"""Execute lbsgd's notebooks top to bottom (nbclient), into a scratch copy unless asked to refresh.
 
-    .venv/bin/python notebooks/run.py                 # all, in place
-    .venv/bin/python notebooks/run.py 01_schedules    # one
+    .venv/bin/python notebooks/run.py                      # all, into a scratch directory
+    .venv/bin/python notebooks/run.py 03_collapsed_ensemble   # one
+    .venv/bin/python notebooks/run.py --refresh            # rewrite the committed notebooks
+                                                           # and notebooks/figures/
+    .venv/bin/python notebooks/run.py --out DIR            # the scratch copy in DIR
 
-The test suite (tests/test_notebooks.py) executes them the same way into a
-temporary copy and fails on any error.
+By default nothing tracked changes: the executed notebooks, their figures and
+any runs they start go to a scratch directory (printed). `--refresh` writes
+the notebooks in place and their figures to notebooks/figures/, and runs to
+runs/ (untracked), so the outputs name `runs/<name>`, not a temporary path. The test suite (tests/test_notebooks.py) executes
+them the same way into a temporary copy and fails on any error.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NOTEBOOKS = ("01_schedules", "02_adaptive_batch", "03_collapsed_ensemble")
+ROOT = os.path.dirname(HERE)
+NOTEBOOKS = ("01_schedules", "02_adaptive_batch", "03_collapsed_ensemble", "04_launch_ranks")
 
 
-def execute(name: str, out_path: str | None = None, timeout: int = 900) -> float:
-    """Runs notebooks/<name>.ipynb in the notebooks directory; writes the executed
-    notebook to `out_path` (default: in place); returns the seconds it took."""
+def execute(name: str, out_path: str, timeout: int = 900) -> float:
+    """Runs notebooks/<name>.ipynb with the notebooks directory as its working directory;
+    writes the executed notebook to `out_path`; returns the seconds it took. The kernel
+    inherits this process's environment (LBSGD_FIGURES, LBSGD_RUNS)."""
     import nbformat
     from nbclient import NotebookClient
 
-    path = os.path.join(HERE, f"{name}.ipynb")
-    nb = nbformat.read(path, as_version=4)
+    nb = nbformat.read(os.path.join(HERE, f"{name}.ipynb"), as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": HERE}})
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
-    nbformat.write(nb, out_path or path)
+    nbformat.write(nb, out_path)
     return seconds
 
 
-def main(argv) -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="notebooks/run.py", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help=f"notebooks to run (default: all of {', '.join(NOTEBOOKS)})")
+    parser.add_argument("--refresh", action="store_true",
+                        help="rewrite the committed notebooks and notebooks/figures/")
+    parser.add_argument("--out", default=None,
+                        help="scratch directory (default: a new temporary directory)")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in NOTEBOOKS]
+    if unknown:
+        parser.error(f"unknown notebook {unknown[0]!r} (one of {', '.join(NOTEBOOKS)})")
+    scratch = args.out or tempfile.mkdtemp(prefix="lbsgd_notebooks_")
+    os.makedirs(scratch, exist_ok=True)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    for name in argv or NOTEBOOKS:
-        print(f"{name}: {execute(name):.1f} s", flush=True)
+    os.environ["LBSGD_RUNS"] = os.path.join(ROOT if args.refresh else scratch, "runs")
+    os.environ["LBSGD_FIGURES"] = (os.path.join(HERE, "figures") if args.refresh
+                                   else os.path.join(scratch, "figures"))
+    for name in args.names or NOTEBOOKS:
+        out = os.path.join(HERE if args.refresh else scratch, f"{name}.ipynb")
+        print(f"{name}: {execute(name, out):.1f} s -> {out}", flush=True)
+    print(f"figures: {os.environ['LBSGD_FIGURES']}; runs: {os.environ['LBSGD_RUNS']}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
