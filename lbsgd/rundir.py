@@ -106,9 +106,16 @@ class RunDir:
         start = _start_time(int(info.get("pid", -1)))
         return info if start is not None and start == info.get("start_time") else None
 
-    def check_unlocked(self) -> None:
-        """ConfigError naming the holder if a live job holds this run directory."""
+    def check_unlocked(self, other_hosts: bool = True) -> None:
+        """ConfigError naming the holder if a live job holds this run directory.
+
+        With `other_hosts=False` a lock taken on another host is left alone: this host
+        cannot see that host's processes (a many-host job's launcher), and rank 0 judges
+        it when it takes the lock on its own host.
+        """
         info = self.holder()
+        if info is not None and not other_hosts and info.get("host") != socket.gethostname():
+            return
         if info is not None and not (info.get("host") == socket.gethostname()
                                      and info.get("pid") == os.getpid()):
             raise ConfigError(
@@ -150,8 +157,9 @@ class RunDir:
 
     def check_can_start(self, resume: bool, overwrite: bool) -> None:
         """ConfigError unless a job may start here: unlocked, and an earlier run only with
-        --resume or --overwrite (cheap: the launcher calls it before any rank starts)."""
-        self.check_unlocked()
+        --resume or --overwrite (cheap: the launcher calls it before any rank starts; a
+        lock of another host is judged by rank 0, see check_unlocked)."""
+        self.check_unlocked(other_hosts=False)
         if os.path.isfile(self.file(CHECKPOINT)) and not (resume or overwrite):
             raise ConfigError(f"Run directory {self.path!r} already holds a run: pass --resume "
                               "to continue it or --overwrite to replace it.")
