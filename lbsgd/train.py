@@ -94,8 +94,8 @@ def _decide(run_dir, paths, snapshot_dir, resume, overwrite, resume_changes, cfg
                          f"checkpoint.npz). Received: run_dir={run_dir!r}"}
     if resume:
         state = ckpt.read_state(paths["checkpoint"])
+        _note_world_size_change(run_dir, state, cfg, resume_changes)
         if resume_changes:
-            _record_resume(run_dir, state["epochs_done"], resume_changes)
             ckpt.atomic_write_text(paths["config"], cfg.to_json() + "\n")
         return {"state": state}
     for name in rundir.RUN_FILES:
@@ -177,7 +177,8 @@ def _train(cfg, run_dir, paths, snapshot_dir, state, rt, verbose, extra_callback
     started_from = (state or {}).get("config_file") or (
         os.path.realpath(config_file) if config_file else None)
     checkpointer = cb.Checkpointer(paths["checkpoint"], stateful=stateful,
-                                   extra_state=lambda: {"config_file": started_from})
+                                   extra_state=lambda: {"config_file": started_from,
+                                                        "world_size": rt.size})
     initial_epoch = 0
     if state is not None:
         initial_epoch = checkpointer.restore(model, state, load_variables=rt.is_chief)
@@ -236,6 +237,19 @@ def _train(cfg, run_dir, paths, snapshot_dir, state, rt, verbose, extra_callback
         ckpt.atomic_write_json(paths["summary"], summary)
     distributed.barrier()
     return summary
+
+
+def _note_world_size_change(run_dir: str, state: dict, cfg, resume_changes) -> None:
+    """Records a resume's config changes and a changed number of ranks in resumes.json,
+    saying what the world-size policy keeps (lbsgd.resize)."""
+    from lbsgd import resize, runtime
+
+    size = runtime.current().size
+    resized = resize.changes(state, cfg, size)
+    if resume_changes or resized:
+        _record_resume(run_dir, state["epochs_done"], {**(resume_changes or {}), **resized})
+    if resized:
+        print(f"lbsgd.train: {resize.describe(state, cfg, size)}", file=sys.stderr)
 
 
 def _record_resume(run_dir: str, epochs_done: int, changes: dict) -> None:
@@ -363,6 +377,10 @@ def main(argv=None) -> int:
         config_lib.check_data_files(cfg.data)
         from lbsgd import rundir
         rundir.RunDir(run_dir).check_can_start(FLAGS.resume, FLAGS.overwrite)
+        if FLAGS.resume:
+            from lbsgd import resize
+            resize.check_resume(rundir.read_checkpoint_state(os.path.join(
+                run_dir, rundir.CHECKPOINT)), cfg, size)
     except config_lib.ConfigError as err:
         return _error(err)
     if FLAGS.validate_only:
