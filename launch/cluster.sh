@@ -2,7 +2,7 @@
 # A cluster of N hosts on this machine: network namespaces on a private bridge, each with
 # its own address, hostname and sshd, links shaped with tc, for many-host Horovod jobs.
 #
-#   launch/cluster.sh up 2 [--link 10gbit|1gbit|none] [--delay 50us] [--slots 1]
+#   launch/cluster.sh up 2 [--link 10gbit|1gbit|none] [--delay 50us] [--slots 1] [--cpus-per-host K]
 #   launch/run.sh -np 2 -H lbsgd-h1:1,lbsgd-h2:1 python -m lbsgd.train --config ...
 #   launch/cluster.sh shape --link 1gbit       # reshape the running cluster's links
 #   launch/cluster.sh status
@@ -28,6 +28,10 @@
 #     lbsgd-h*` - horovodrun and mpirun run plain `ssh`. ~/.ssh is not touched.
 #   * state in $LBSGD_CLUSTER_DIR (default /var/lib/lbsgd-cluster): keys, sshd configs and
 #     pids, and `hostfile` (lbsgd-h1 slots=1 ...) for `launch/run.sh --hostfile`.
+#   * with --cpus-per-host K, host i's sshd (so every process of host i) is pinned to its
+#     own K cores ((i-1)K ... iK-1, modulo this machine's cores): a host is then a K-core
+#     machine, as lbsgd.runtime sees it (threads per rank), and the hosts stop sharing
+#     cores - what a weak-scaling measurement needs. Default: every host sees every core.
 # Every namespace shares this machine's file systems: the same checkout and .venv are seen
 # at the same paths on every host, and so are /tmp and /dev/shm.
 #
@@ -213,8 +217,8 @@ make_host() {   # i
   ip -n "$ns" link set "$IFACE" up
 }
 
-start_sshd() {   # i
-  local i=$1 ns conf
+start_sshd() {   # i cpus-per-host
+  local i=$1 cpus=$2 ns conf pin=()
   ns="$(host_name "$i")"; conf="$STATE/sshd_config.$ns"
   cat > "$conf" <<EOF
 # sshd of cluster host $ns (launch/cluster.sh): this host's address only, key login only.
@@ -240,8 +244,14 @@ LogLevel ERROR
 EOF
   install -d -m 755 /run/sshd
   /usr/sbin/sshd -t -f "$conf" || die "sshd rejected $conf"
+  if [ "$cpus" != all ]; then
+    local cores first
+    cores="$(nproc --all)"
+    first=$(((i - 1) * cpus % cores))
+    pin=(taskset -c "$(seq "$first" $((first + cpus - 1)) | awk -v n="$cores" '{printf "%s%d", (NR > 1 ? "," : ""), $1 % n}')")
+  fi
   # hostname of its own: sshd and every session it starts see `hostname` = $ns
-  ip netns exec "$ns" unshare --uts -- /bin/sh -c 'hostname "$1" && exec /usr/sbin/sshd -f "$2"' \
+  ip netns exec "$ns" "${pin[@]}" unshare --uts -- /bin/sh -c 'hostname "$1" && exec /usr/sbin/sshd -f "$2"' \
     sh "$ns" "$conf"
 }
 
@@ -297,8 +307,8 @@ verify() {   # N: every host answers over ssh with its own name and sees this ch
   done
 }
 
-healthy() {   # N link delay: is exactly this cluster up?
-  [ "$(saved hosts)" = "$1" ] || return 1
+healthy() {   # N cpus-per-host: is exactly this cluster up?
+  [ "$(saved hosts)" = "$1" ] && [ "$(saved cpus_per_host)" = "$2" ] || return 1
   [ "$(cluster_hosts | wc -l)" -eq "$1" ] || return 1
   local i pid
   for ((i = 1; i <= $1; i++)); do
@@ -310,7 +320,7 @@ healthy() {   # N link delay: is exactly this cluster up?
 }
 
 cmd_up() {
-  local n="" link=none delay=none slots=1
+  local n="" link=none delay=none slots=1 cpus=all
   while (($#)); do
     case "$1" in
       --link) link="${2:-}"; shift 2 ;;
@@ -319,16 +329,20 @@ cmd_up() {
       --delay=*) delay="${1#*=}"; shift ;;
       --slots) slots="${2:-}"; shift 2 ;;
       --slots=*) slots="${1#*=}"; shift ;;
-      -*) die "unknown option '$1' (up N [--link RATE] [--delay TIME] [--slots K])" ;;
+      --cpus-per-host) cpus="${2:-}"; shift 2 ;;
+      --cpus-per-host=*) cpus="${1#*=}"; shift ;;
+      -*) die "unknown option '$1' (up N [--link RATE] [--delay TIME] [--slots K] [--cpus-per-host K])" ;;
       *) n="$1"; shift ;;
     esac
   done
   [[ "$n" =~ ^[0-9]+$ ]] && ((n >= 1 && n <= 200)) || die "up needs the number of hosts, 1 to 200. Received: '${n}'"
   [[ "$slots" =~ ^[0-9]+$ ]] && ((slots >= 1)) || die "--slots must be >= 1. Received: --slots $slots"
+  [ "$cpus" = all ] || { [[ "$cpus" =~ ^[0-9]+$ ]] && ((cpus >= 1 && cpus <= $(nproc --all))); } \
+    || die "--cpus-per-host must be 1 to $(nproc --all) (this machine's cores) or all. Received: --cpus-per-host $cpus"
   check_link "$link"; check_delay "$delay"; check_subnet
   need_root
   [ "$delay" = none ] || check_netem "$delay"
-  if healthy "$n"; then
+  if healthy "$n" "$cpus"; then
     log "cluster of $n hosts is up; links: $link, delay $delay"
   else
     [ -z "$(cluster_hosts)" ] && [ ! -f "$STATE/cluster.env" ] || cmd_down
@@ -340,11 +354,12 @@ cmd_up() {
     for ((i = 1; i <= n; i++)); do make_host "$i"; done
     write_hosts_block "$n"
     write_ssh_conf
-    for ((i = 1; i <= n; i++)); do start_sshd "$i"; done
+    for ((i = 1; i <= n; i++)); do start_sshd "$i" "$cpus"; done
   fi
   apply_shaping "$link" "$delay"
   write_hostfile "$n" "$slots"
-  printf 'hosts=%s\nsubnet=%s\nlink=%s\ndelay=%s\nslots=%s\nroot=%s\n' "$n" "$SUBNET" "$link" "$delay" "$slots" "$ROOT" > "$STATE/cluster.env"
+  printf 'hosts=%s\nsubnet=%s\nlink=%s\ndelay=%s\nslots=%s\ncpus_per_host=%s\nroot=%s\n' \
+    "$n" "$SUBNET" "$link" "$delay" "$slots" "$cpus" "$ROOT" > "$STATE/cluster.env"
   verify "$n"
   log "ready: $(cluster_hosts | tr '\n' ' ')- hostfile $STATE/hostfile, interface $IFACE"
 }
@@ -375,9 +390,11 @@ cmd_status() {
   if [ -z "$(cluster_hosts)" ]; then echo "no cluster"; return 0; fi
   [ -f "$STATE/cluster.env" ] && tr '\n' ' ' < "$STATE/cluster.env" && echo
   for ns in $(cluster_hosts); do
-    printf '%s  %s  sshd pid %s  link %s\n' "$ns" \
-      "$(ip -n "$ns" -4 -o addr show dev "$IFACE" 2>/dev/null | awk '{print $4}')" \
-      "$(cat "$STATE/sshd.$ns.pid" 2>/dev/null || echo -)" \
+    local pid
+    pid="$(cat "$STATE/sshd.$ns.pid" 2>/dev/null || echo -)"
+    printf '%s  %s  sshd pid %s  cpus %s  link %s\n' "$ns" \
+      "$(ip -n "$ns" -4 -o addr show dev "$IFACE" 2>/dev/null | awk '{print $4}')" "$pid" \
+      "$(taskset -cp "$pid" 2>/dev/null | sed 's/.*: //' || echo -)" \
       "$(ip -br link show "${ns}v" 2>/dev/null | awk '{print $2}')"
     tc qdisc show dev "${ns}v" 2>/dev/null | sed 's/^/    rx: /'
     ip netns exec "$ns" tc qdisc show dev "$IFACE" 2>/dev/null | sed 's/^/    tx: /'
@@ -418,13 +435,11 @@ cmd_kill() {   # HOST: every process on the host except its sshd
 cmd_down() {
   need_root
   local ns pid pids=() f
-  # sshd daemons by their pid files (also those whose namespace is already gone), checked
-  # by command line so a reused pid is never hit
-  for f in "$STATE"/sshd.lbsgd-h*.pid; do
-    [ -f "$f" ] || continue
-    pid="$(cat "$f")"
-    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "sshd -f $STATE/sshd_config.lbsgd-h"; then
-      pids+=("$pid")
+  # the hosts' sshd daemons (also those whose namespace or pid file is already gone), known
+  # by their command line, which names this cluster's own sshd_config files
+  for f in /proc/[0-9]*/cmdline; do
+    if tr '\0' ' ' < "$f" 2>/dev/null | grep -q "sshd -f $STATE/sshd_config\.lbsgd-h[0-9]"; then
+      pid="${f#/proc/}"; pids+=("${pid%/cmdline}")
     fi
   done
   # every process inside a cluster namespace (sessions sshd started: ranks, orted, shells)
