@@ -114,13 +114,15 @@ if ((${#remote_hosts[@]})); then
   fi
 fi
 export LBSGD_JOB_ID="${HOSTNAME:-$(hostname)}-$$-$(date +%s%N)"
+# lbsgd.faults' heartbeat directories of this job (one per host) are named by it
+heartbeats="/dev/shm/lbsgd-heartbeat-$(id -u)-${LBSGD_JOB_ID//[^a-zA-Z0-9]/_}-"
 
 # After a failure or a signal: ask every remote host to end this job's processes left there
 # (ranks of a Gloo job, a rank stuck on a partitioned host), naming the hosts that do not answer.
 remote_cleanup() {
   ((${#remote_hosts[@]})) || return 0
   local host pids=() lost=() i
-  local ends="for d in /proc/[0-9]*; do tr '\\0' '\\n' < \$d/environ 2>/dev/null | grep -qx 'LBSGD_JOB_ID=$LBSGD_JOB_ID' && kill -KILL \${d#/proc/} 2>/dev/null; done; true"
+  local ends="for d in /proc/[0-9]*; do tr '\\0' '\\n' < \$d/environ 2>/dev/null | grep -qx 'LBSGD_JOB_ID=$LBSGD_JOB_ID' && kill -KILL \${d#/proc/} 2>/dev/null; done; rm -rf $heartbeats*; true"
   for host in "${remote_hosts[@]}"; do
     env -u LBSGD_JOB_ID timeout 10 ssh -o BatchMode=yes -o ConnectTimeout=5 "$host" "$ends" </dev/null >/dev/null 2>&1 &
     pids+=($!)
@@ -143,6 +145,7 @@ forward() {
   kill -KILL -- "-$child" 2>/dev/null || true
   wait "$child" 2>/dev/null || true
   remote_cleanup "$1"
+  rm -rf "$heartbeats"*
   exit "$1"
 }
 trap 'forward 143' TERM
@@ -152,4 +155,5 @@ set +e
 wait "$child"
 rc=$?
 ((rc == 0)) || remote_cleanup "$rc"
+rm -rf "$heartbeats"*       # left by ranks that were killed
 exit "$rc"
