@@ -123,6 +123,8 @@ def main(_):
         print(json.dumps(record), flush=True)
         return
     model, callbacks = _build(FLAGS.mode == "lbsgd")
+    record["gradient_bytes"] = int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize
+                                       for v in model.trainable_variables))
     seconds = _timed_fit(model, callbacks, ds, FLAGS.steps, FLAGS.warmup_steps)
     per_rank = np.array([FLAGS.local_batch / seconds, seconds])
     total = distributed.allreduce_numpy([per_rank], op="sum")[0]

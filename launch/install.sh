@@ -36,8 +36,10 @@ pipq() {
 die() { printf '[lbsgd install] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # 1. Debian packages (MPI for horovod, a compiler and cmake for its build; Fashion-MNIST,
-#    the real data of the reproduction suite).
-DEB_PKGS=(openmpi-bin libopenmpi-dev g++ cmake dataset-fashion-mnist)
+#    the real data of the reproduction suite; ssh, iproute2 and util-linux for the
+#    namespace cluster of launch/cluster.sh and for many-host jobs).
+DEB_PKGS=(openmpi-bin libopenmpi-dev g++ cmake dataset-fashion-mnist
+          openssh-server openssh-client iproute2 util-linux)
 missing=()
 for p in "${DEB_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,8 +47,20 @@ done
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  # openssh-server's install would start a system sshd on every address; launch/cluster.sh
+  # runs its own, on namespace addresses only. Debian's policy-rc.d (exit 101) keeps
+  # services from starting during this install, and is removed after it.
+  guard=""
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    guard=/usr/sbin/policy-rc.d
+    trap '$SUDO rm -f "$guard"' EXIT
+    printf '#!/bin/sh\n# lbsgd launch/install.sh: no service starts while it installs\nexit 101\n' \
+      | $SUDO tee "$guard" >/dev/null
+    $SUDO chmod 755 "$guard"
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$guard" ]; then $SUDO rm -f "$guard"; trap - EXIT; fi
 fi
 
 # 2. The virtualenv.

@@ -17,6 +17,20 @@
 #
 # A config passed with --config is validated once, here, before any rank starts.
 #
+# Many hosts (-H h1:1,h2:1 or --hostfile naming hosts other than this one):
+#   * Network interface: --network-interface IFACE if given, else LBSGD_NETWORK_INTERFACE,
+#     else the interface of this machine's route to the first host (`ip route get`). It is
+#     passed to horovodrun as --network-interface (MPI: btl_tcp_if_include; Gloo:
+#     HOROVOD_GLOO_IFACE and the rendezvous address) and exported as
+#     OMPI_MCA_oob_tcp_if_include (mpirun's own traffic to its daemons), unless set. The
+#     name must be the same on every host and here. One line says what was chosen. (Without
+#     it horovodrun would test every host's interfaces over ssh first: ~30 s here.)
+#   * LBSGD_JOB_ID (exported to every rank) tags the job's processes. If the job fails or
+#     is signalled, each host is asked over ssh (5 s) to end the job's processes left there;
+#     a host that does not answer is named: "lost host NAME". A vanished host is noticed by
+#     ssh's keepalive (ServerAliveInterval; launch/cluster.sh sets 5 s x 3) or by lbsgd's
+#     stall watchdog (LBSGD_STALL_TIMEOUT), whichever comes first.
+#
 # Signals: horovodrun, mpirun and the ranks run in a session of their own. A TERM,
 # INT (Ctrl-C) or HUP sent to this launcher is forwarded to that whole session;
 # whatever is still alive 20 s later is killed, so no rank outlives the launcher.
@@ -53,6 +67,73 @@ done
 if [[ " ${prog[*]} " == *" lbsgd.train "* ]]; then
   OMPI_COMM_WORLD_SIZE="$np" "${prog[@]}" --validate_only >/dev/null
 fi
+
+# The job's hosts other than this machine (a name resolving to one of its addresses is local).
+remote_hosts=()
+job_hosts() {
+  local i spec
+  for ((i = 0; i < ${#hvd_args[@]}; i++)); do
+    case "${hvd_args[$i]}" in
+      -H|--hosts) tr ',' '\n' <<<"${hvd_args[$((i + 1))]}" | cut -d: -f1 ;;
+      --hosts=*) spec="${hvd_args[$i]#*=}"; tr ',' '\n' <<<"$spec" | cut -d: -f1 ;;
+      -hostfile|--hostfile) awk 'NF && $1 !~ /^#/ {print $1}' "${hvd_args[$((i + 1))]}" 2>/dev/null | cut -d: -f1 ;;
+      --hostfile=*) awk 'NF && $1 !~ /^#/ {print $1}' "${hvd_args[$i]#*=}" 2>/dev/null | cut -d: -f1 ;;
+    esac
+  done
+}
+local_addrs=" 127.0.0.1 $(ip -4 -o addr show 2>/dev/null | awk '{split($4, a, "/"); printf "%s ", a[1]}')"
+while read -r host; do
+  [ -n "$host" ] || continue
+  case "$host" in localhost|"$(hostname)") continue ;; esac
+  addr="$(getent ahostsv4 "$host" 2>/dev/null | awk 'NR == 1 {print $1}')"
+  [[ -n "$addr" && "$local_addrs" == *" $addr "* ]] || remote_hosts+=("$host")
+done < <(job_hosts | awk '!seen[$0]++')
+
+if ((${#remote_hosts[@]})); then
+  nic=""; why=""
+  for ((i = 0; i < ${#hvd_args[@]}; i++)); do
+    case "${hvd_args[$i]}" in
+      --network-interface|--network-interfaces) nic="${hvd_args[$((i + 1))]%%,*}"; why="given" ;;
+      --network-interface=*|--network-interfaces=*) nic="${hvd_args[$i]#*=}"; nic="${nic%%,*}"; why="given" ;;
+    esac
+  done
+  if [ -z "$nic" ] && [ -n "${LBSGD_NETWORK_INTERFACE:-}" ]; then
+    nic="$LBSGD_NETWORK_INTERFACE"; why="LBSGD_NETWORK_INTERFACE"
+  fi
+  if [ -z "$nic" ]; then
+    addr="$(getent ahostsv4 "${remote_hosts[0]}" 2>/dev/null | awk 'NR == 1 {print $1}')"
+    if [ -n "$addr" ]; then
+      nic="$(ip -4 route get "$addr" 2>/dev/null | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -1)"
+      why="the route to ${remote_hosts[0]}"
+    fi
+  fi
+  if [ -n "$nic" ]; then
+    [ "$why" = given ] || hvd_args=(--network-interface "$nic" "${hvd_args[@]}")
+    export OMPI_MCA_oob_tcp_if_include="${OMPI_MCA_oob_tcp_if_include:-$nic}"
+    echo "launch/run.sh: ${#remote_hosts[@]} remote host(s) (${remote_hosts[*]}) over network interface $nic ($why)" >&2
+  else
+    echo "launch/run.sh: ${#remote_hosts[@]} remote host(s) (${remote_hosts[*]}); no route found: horovodrun picks the interface" >&2
+  fi
+fi
+export LBSGD_JOB_ID="${HOSTNAME:-$(hostname)}-$$-$(date +%s%N)"
+# lbsgd.faults' heartbeat directories of this job (one per host) are named by it
+heartbeats="/dev/shm/lbsgd-heartbeat-$(id -u)-${LBSGD_JOB_ID//[^a-zA-Z0-9]/_}-"
+
+# After a failure or a signal: ask every remote host to end this job's processes left there
+# (ranks of a Gloo job, a rank stuck on a partitioned host), naming the hosts that do not answer.
+remote_cleanup() {
+  ((${#remote_hosts[@]})) || return 0
+  local host pids=() lost=() i
+  local ends="for d in /proc/[0-9]*; do tr '\\0' '\\n' < \$d/environ 2>/dev/null | grep -qx 'LBSGD_JOB_ID=$LBSGD_JOB_ID' && kill -KILL \${d#/proc/} 2>/dev/null; done; rm -rf $heartbeats*; true"
+  for host in "${remote_hosts[@]}"; do
+    env -u LBSGD_JOB_ID timeout 10 ssh -o BatchMode=yes -o ConnectTimeout=5 "$host" "$ends" </dev/null >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do wait "${pids[$i]}" || lost+=("${remote_hosts[$i]}"); done
+  for host in "${lost[@]}"; do
+    echo "launch/run.sh: error: lost host $host: it does not answer over ssh within 5 s (link down, partition or host down); the job ended with exit code $1. lbsgd.train's last checkpoint is intact: --resume continues it on the hosts left (README: Many hosts)." >&2
+  done
+}
 
 # Console: the user sees rank 0's output (and horovodrun's/mpirun's own) without the
 # "[1,0]<stdout>:" tags mpirun adds; the other ranks' output goes to a temporary file whose
@@ -94,6 +175,8 @@ forward() {
   done
   kill -KILL -- "-$child" 2>/dev/null || true
   wait "$child" 2>/dev/null || true
+  remote_cleanup "$1"
+  rm -rf "$heartbeats"*
   exit "$1"
 }
 trap 'forward 143' TERM
@@ -102,4 +185,6 @@ trap 'forward 129' HUP
 set +e
 wait "$child"
 rc=$?
+((rc == 0)) || remote_cleanup "$rc"
+rm -rf "$heartbeats"*       # left by ranks that were killed
 exit "$rc"

@@ -123,9 +123,10 @@ def stall_timeout() -> float:
 
 
 def job_key() -> str:
-    """A name shared by the ranks of one job on one host (MPI or Gloo), for heartbeat files."""
+    """A name shared by the ranks of one job (launch/run.sh's LBSGD_JOB_ID, else MPI's or
+    Gloo's job), for heartbeat files."""
     env = os.environ
-    for key in ("PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid"):
+    for key in ("LBSGD_JOB_ID", "PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid"):
         if env.get(key):
             return "".join(c if c.isalnum() else "_" for c in env[key])
     if env.get("HOROVOD_GLOO_RENDEZVOUS_PORT"):
@@ -140,6 +141,14 @@ def _process_state(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return None
+
+
+def heartbeat_directory() -> str:
+    """This host's heartbeat directory of this job. Named by the host too: hosts that share
+    /dev/shm (containers, or launch/cluster.sh's namespace hosts) keep theirs apart."""
+    host = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname())
+    return os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else "/tmp",
+                        f"lbsgd-heartbeat-{os.getuid()}-{job_key()}-{host}")
 
 
 class StallWatchdog(keras.callbacks.Callback):
@@ -160,9 +169,7 @@ class StallWatchdog(keras.callbacks.Callback):
         super().__init__()
         self.rank, self.size = int(rank), int(size)
         self.timeout = stall_timeout() if timeout is None else float(timeout)
-        self.heartbeat_dir = heartbeat_dir or os.path.join(
-            "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp",
-            f"lbsgd-heartbeat-{os.getuid()}-{job_key()}")
+        self.heartbeat_dir = heartbeat_dir or heartbeat_directory()
         self._exit = exit
         self._lock = threading.Lock()
         self._armed = False

@@ -205,8 +205,7 @@ class RunDir:
                               f"checkpoint.npz). Received: run_dir={self.path!r}")
         if resume:
             state = read_checkpoint_state(self.checkpoint)
-            if resume_changes:
-                self.record_resume(state["epochs_done"], resume_changes)
+            if resume_changes:       # the caller records them (record_resume)
                 self.write_config(config_json)
             return state
         self.clear()
@@ -247,9 +246,16 @@ class RunDir:
         start = _start_time(int(info.get("pid", -1)))
         return info if start is not None and start == info.get("start_time") else None
 
-    def check_unlocked(self) -> None:
-        """ConfigError naming the holder if a live job holds this run directory."""
+    def check_unlocked(self, other_hosts: bool = True) -> None:
+        """ConfigError naming the holder if a live job holds this run directory.
+
+        With `other_hosts=False` a lock taken on another host is left alone: this host
+        cannot see that host's processes (a many-host job's launcher), and rank 0 judges
+        it when it takes the lock on its own host.
+        """
         info = self.holder()
+        if info is not None and not other_hosts and info.get("host") != socket.gethostname():
+            return
         if info is not None and not (info.get("host") == socket.gethostname()
                                      and info.get("pid") == os.getpid()):
             raise ConfigError(
@@ -291,8 +297,9 @@ class RunDir:
 
     def check_can_start(self, resume: bool, overwrite: bool) -> None:
         """ConfigError unless a job may start here: unlocked, and an earlier run only with
-        --resume or --overwrite (cheap: the launcher calls it before any rank starts)."""
-        self.check_unlocked()
+        --resume or --overwrite (cheap: the launcher calls it before any rank starts; a
+        lock of another host is judged by rank 0, see check_unlocked)."""
+        self.check_unlocked(other_hosts=False)
         if os.path.isfile(self.file(CHECKPOINT)) and not (resume or overwrite):
             raise ConfigError(f"Run directory {self.path!r} already holds a run: pass --resume "
                               "to continue it or --overwrite to replace it.")

@@ -189,6 +189,56 @@ def machine_model(results: dict, alpha: float = DEFAULT_ALPHA, beta: float | Non
     return model, check
 
 
+def many_hosts_report(results: dict, project=(16, 64)) -> list[dict]:
+    """Predicted against measured throughput of a `benchmarks.many_hosts` result.
+
+    For each link setting and model: the model of the network is t_sample = one host's
+    seconds per step / local batch (t0 = 0, one rank per host), the gradient bytes M of
+    the model, and the alpha, beta measured by `benchmarks.allreduce` through that link;
+    no overlap (a grouped allreduce after backprop). Gives the predicted and measured
+    images/s of the benchmark's hosts, the error, and the projection to `project` hosts.
+    """
+    hosts = int(results["hosts"])
+    single = {r["model"]: r for r in results["single_host"]}
+    rows = []
+    for link in results["links"]:
+        alpha, beta = link["allreduce"]["alpha"], link["allreduce"]["beta"]
+        for measured in link["throughput"]:
+            one = single[measured["model"]]
+            b = int(one["local_batch"])
+            model = ScalingModel.from_machine(0.0, one["seconds_per_step"] / b,
+                                              one["gradient_bytes"], alpha, beta)
+            predicted = model.images_per_second(b, hosts)
+            rows.append({
+                "link": link["link"], "model": measured["model"], "local_batch": b,
+                "alpha": alpha, "beta": beta, "gradient_bytes": one["gradient_bytes"],
+                "single_host_images_per_second": one["images_per_second"],
+                "hosts": hosts, "measured": measured["images_per_second"],
+                "predicted": predicted,
+                "error": predicted / measured["images_per_second"] - 1,
+                "projection": {str(p): {"images_per_second": model.images_per_second(b, p),
+                                        "efficiency": model.efficiency(b, p)}
+                               for p in project}})
+    return rows
+
+
+def format_many_hosts(rows) -> str:
+    """The README table of :func:`many_hosts_report` (Markdown)."""
+    projected = list(rows[0]["projection"]) if rows else []
+    head = ("| link | alpha | beta | model (local batch) | 1 host img/s | "
+            f"{rows[0]['hosts'] if rows else 2} hosts measured | predicted | error | " +
+            " | ".join(f"{p} hosts (efficiency)" for p in projected) + " |")
+    lines = [head, "|" + " --- |" * (8 + len(projected))]
+    for r in rows:
+        cells = " | ".join(f"{q['images_per_second']:.1f} ({100 * q['efficiency']:.0f}%)"
+                           for q in r["projection"].values())
+        lines.append(f"| {r['link']} | {r['alpha'] * 1e6:.0f} us | {r['beta'] / 1e9:.3f} GB/s | "
+                     f"{r['model']} ({r['local_batch']}) | "
+                     f"{r['single_host_images_per_second']:.2f} | {r['measured']:.2f} | "
+                     f"{r['predicted']:.2f} | {100 * r['error']:+.1f}% | {cells} |")
+    return "\n".join(lines)
+
+
 def _print_machine(path: str, alpha: float, beta: float | None) -> None:
     import json
     with open(path) as f:
@@ -222,6 +272,8 @@ python -m lbsgd.scaling --machine benchmarks/results/quick.json --beta 1.25e9"""
                         help="per-message latency in seconds (default %(default)s)")
     parser.add_argument("--beta", type=float, default=None,
                         help="bandwidth in bytes/s (default: from the result's timeline)")
+    parser.add_argument("--many_hosts", help="a benchmarks/results/many_hosts*.json: its "
+                        "measured throughputs against the model's, and 16/64-host projections")
     args = parser.parse_args(argv)
     if args.alpha < 0:
         parser.error(f"argument --alpha must be >= 0. Received: {args.alpha}")
@@ -243,6 +295,16 @@ python -m lbsgd.scaling --machine benchmarks/results/quick.json --beta 1.25e9"""
             _print_machine(args.machine, args.alpha, args.beta)
         except (OSError, ValueError, KeyError) as e:
             parser.error(f"--machine {args.machine}: {e}")
+    if args.many_hosts:
+        import json
+        print()
+        try:
+            with open(args.many_hosts) as f:
+                print(f"Many hosts ({args.many_hosts}): predicted from one host and the "
+                      "measured alpha, beta")
+                print(format_many_hosts(many_hosts_report(json.load(f))))
+        except (OSError, ValueError, KeyError) as e:
+            parser.error(f"--many_hosts {args.many_hosts}: {e}")
     return 0
 
 

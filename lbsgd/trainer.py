@@ -29,7 +29,7 @@ import keras
 
 from lbsgd import adaptive, callbacks, console, data, distributed, ensemble, faults, models
 from lbsgd import recipe
-from lbsgd import runtime, schedules
+from lbsgd import resize, runtime, schedules
 from lbsgd import config as config_lib
 from lbsgd.rundir import RunDir, atomic_write_json
 
@@ -229,7 +229,7 @@ class Trainer:
             os.path.realpath(self.config_file) if self.config_file else None)
         self.checkpointer = callbacks.Checkpointer(
             run_dir.checkpoint, stateful=[cb for cb in bookkeeping if getattr(cb, "state_key", None)],
-            extra_state=lambda: {"config_file": started_from})
+            extra_state=lambda: {"config_file": started_from, "world_size": rt.size})
         guards = [faults.DivergenceGuard(), faults.StallWatchdog(rt.rank, rt.size)]
         self.callbacks = (distributed.callbacks() + guards + bookkeeping + [self.checkpointer]
                           + self.extra_callbacks)
@@ -327,6 +327,16 @@ def make_summary(cfg, rows, reached, rt, num_train) -> dict:
     }
 
 
+def _record_resume(directory: RunDir, state: dict, cfg, world_size: int,
+                   resume_changes: dict | None) -> None:
+    """resumes.json: the allowed config changes and a changed number of ranks (lbsgd.resize)."""
+    resized = resize.changes(state, cfg, world_size)
+    if resume_changes or resized:
+        directory.record_resume(state["epochs_done"], {**(resume_changes or {}), **resized})
+    if resized:
+        print(f"lbsgd.train: {resize.describe(state, cfg, world_size)}", file=sys.stderr)
+
+
 def run(cfg: config_lib.TrainConfig, run_dir: str, resume: bool = False,
         overwrite: bool = False, verbose: int | str = "auto", extra_callbacks=(),
         resume_changes: dict | None = None, config_file: str | None = None) -> dict:
@@ -354,8 +364,10 @@ def run(cfg: config_lib.TrainConfig, run_dir: str, resume: bool = False,
             note = directory.lock()
             if note:
                 print(f"lbsgd.train: {run_dir}: {note}", file=sys.stderr)
-            decision = {"state": directory.decide(resume, overwrite, cfg.to_json(),
-                                                  resume_changes)}
+            state = directory.decide(resume, overwrite, cfg.to_json(), resume_changes)
+            if state is not None:
+                _record_resume(directory, state, cfg, rt.size, resume_changes)
+            decision = {"state": state}
         except config_lib.ConfigError as err:
             decision = {"error": str(err)}
     decision = distributed.broadcast_object(decision, name="lbsgd.run_dir")

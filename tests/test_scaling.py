@@ -78,3 +78,36 @@ def test_scaling_cli_with_a_machine(tmp_path, capsys):
     assert S.main(["--machine", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Held-out rows" in out and "predicted 6.40 img/s, measured 6.15" in out
+
+
+def test_alpha_beta_fit_recovers_a_ring_allreduce():
+    from benchmarks.allreduce import fit_alpha_beta, message_sizes
+    sizes = message_sizes(64 << 20)
+    assert sizes[:3] == [4, 16, 64] and sizes[-1] == 64 << 20
+    for ranks in (2, 4):
+        seconds = [S.ring_allreduce_seconds(ranks, n, 3e-4, 1.2e8) for n in sizes]
+        fit = fit_alpha_beta(sizes, seconds, ranks)
+        assert fit["alpha"] == pytest.approx(3e-4, rel=1e-6)
+        assert fit["beta"] == pytest.approx(1.2e8, rel=1e-6)
+        assert fit["max_relative_residual"] < 1e-6
+    with pytest.raises(ValueError, match="ranks=1"):
+        fit_alpha_beta(sizes, seconds, 1)
+
+
+def test_many_hosts_report_predicts_two_hosts_from_one():
+    # one host: 0.5 s per step of 8 images; ResNet-50's gradient; a 1 Gbit/s-like link
+    results = {"hosts": 2,
+               "single_host": [{"model": "resnet50", "local_batch": 8, "seconds_per_step": 0.5,
+                                "images_per_second": 16.0, "gradient_bytes": 1e8}],
+               "links": [{"link": "1gbit", "allreduce": {"alpha": 5e-4, "beta": 1.25e8},
+                          "throughput": [{"model": "resnet50", "images_per_second": 11.0}]}]}
+    (row,) = S.many_hosts_report(results)
+    step2 = 0.5 + 2 * 5e-4 + 1e8 / 1.25e8                 # 2(P-1) alpha + 2(P-1)/P M/beta
+    assert row["predicted"] == pytest.approx(16 / step2)
+    assert row["error"] == pytest.approx(16 / step2 / 11.0 - 1)
+    step64 = 0.5 + 126 * 5e-4 + 2 * 63 / 64 * 1e8 / 1.25e8
+    assert row["projection"]["64"]["images_per_second"] == pytest.approx(64 * 8 / step64)
+    assert row["projection"]["16"]["efficiency"] == pytest.approx(
+        0.5 / (0.5 + 30 * 5e-4 + 2 * 15 / 16 * 0.8))
+    table = S.format_many_hosts([row])
+    assert "| 1gbit | 500 us | 0.125 GB/s | resnet50 (8) | 16.00 | 11.00 |" in table
