@@ -81,11 +81,11 @@ job_hosts() {
     esac
   done
 }
-local_addrs=" 127.0.0.1 $(ip -4 -o addr show 2>/dev/null | awk '{split($4, a, "/"); printf "%s ", a[1]}')"
+local_addrs=" 127.0.0.1 $(ip -4 -o addr show 2>/dev/null | awk '{split($4, a, "/"); printf "%s ", a[1]}' || true)"
 while read -r host; do
   [ -n "$host" ] || continue
   case "$host" in localhost|"$(hostname)") continue ;; esac
-  addr="$(getent ahostsv4 "$host" 2>/dev/null | awk 'NR == 1 {print $1}')"
+  addr="$(getent ahostsv4 "$host" 2>/dev/null | awk 'NR == 1 {print $1}' || true)"
   [[ -n "$addr" && "$local_addrs" == *" $addr "* ]] || remote_hosts+=("$host")
 done < <(job_hosts | awk '!seen[$0]++')
 
@@ -101,9 +101,9 @@ if ((${#remote_hosts[@]})); then
     nic="$LBSGD_NETWORK_INTERFACE"; why="LBSGD_NETWORK_INTERFACE"
   fi
   if [ -z "$nic" ]; then
-    addr="$(getent ahostsv4 "${remote_hosts[0]}" 2>/dev/null | awk 'NR == 1 {print $1}')"
+    addr="$(getent ahostsv4 "${remote_hosts[0]}" 2>/dev/null | awk 'NR == 1 {print $1}' || true)"
     if [ -n "$addr" ]; then
-      nic="$(ip -4 route get "$addr" 2>/dev/null | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -1)"
+      nic="$(ip -4 route get "$addr" 2>/dev/null | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -1 || true)"
       why="the route to ${remote_hosts[0]}"
     fi
   fi
@@ -130,8 +130,14 @@ remote_cleanup() {
     pids+=($!)
   done
   for i in "${!pids[@]}"; do wait "${pids[$i]}" || lost+=("${remote_hosts[$i]}"); done
+  local resume=""
+  [[ " ${prog[*]} " == *" lbsgd.train "* ]] && resume=" lbsgd.train's last checkpoint is intact: --resume continues it on the hosts left (README: Many hosts)."
   for host in "${lost[@]}"; do
-    echo "launch/run.sh: error: lost host $host: it does not answer over ssh within 5 s (link down, partition or host down); the job ended with exit code $1. lbsgd.train's last checkpoint is intact: --resume continues it on the hosts left (README: Many hosts)." >&2
+    if getent ahostsv4 "$host" >/dev/null 2>&1; then
+      echo "launch/run.sh: error: lost host $host: it does not answer over ssh within 5 s (link down, partition or host down); the job ended with exit code $1.$resume" >&2
+    else
+      echo "launch/run.sh: error: host $host: its name does not resolve; the job ended with exit code $1." >&2
+    fi
   done
 }
 
