@@ -41,8 +41,8 @@ def run_method(task: str, method: str, np_: int, runs: str) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    from lbsgd import report
-    run = report.load_run(run_dir)
+    from lbsgd import efficiency
+    run = efficiency.load_run(run_dir)
     return {"method": method, "config": f"configs/{name}.py", "summary": run["summary"],
             "config_json": run["config"], "job_wall_seconds": wall}
 

@@ -286,18 +286,18 @@ def _stats(values) -> dict | None:
 
 
 def _seed_metrics(row: Row, runs: str, seed: int) -> dict:
-    from lbsgd import report
+    from lbsgd import efficiency
     if row.independent:
         out = os.path.join(runs, row.key, f"seed{seed}_ensemble.json")
         result = json.load(open(out))
-        members = [report.load_run(_run_dir(runs, row.key, seed, m))["summary"]
+        members = [efficiency.load_run(_run_dir(runs, row.key, seed, m))["summary"]
                    for m in range(INDEPENDENT_MODELS)]
         return {"top1": result["ensemble"]["top1"],
                 "member_top1": [r["top1"] for r in result["snapshots"]],
                 "best_member_top1": max(r["top1"] for r in result["snapshots"]),
                 "optimizer_steps": sum(s["optimizer_steps"] for s in members),
                 "train_seconds": sum(s["total_seconds"] for s in members)}
-    s = report.load_run(_run_dir(runs, row.key, seed))["summary"]
+    s = efficiency.load_run(_run_dir(runs, row.key, seed))["summary"]
     loss = s["final"].get("loss")
     out = {"top1": s["final"].get("val_accuracy"), "best_top1": s["best"].get("val_accuracy"),
            "optimizer_steps": s["optimizer_steps"], "train_seconds": s["total_seconds"],

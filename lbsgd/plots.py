@@ -12,7 +12,8 @@ Lee et al. Figures 2-3, 5-6).
 * :func:`ensemble_table` / :func:`ensemble_plot`: per-snapshot and ensemble
   accuracy from a run's `ensemble.json` (Table XI style).
 
-`python -m lbsgd.plot RUN_DIR` writes the run's figures as PNG files.
+`python -m lbsgd.plots RUN_DIR [--out DIR]` writes a run's figures as PNG files
+(curves.png, schedule.png and, for a collapsed ensemble, ensemble.png).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -267,3 +269,56 @@ def ensemble_plot(run_dir: str, ax=None, title: str | None = None):
                  "softmax average", fontsize=9)
     ax.figure.tight_layout()
     return ax.figure
+
+
+# --------------------------------------------------------------------------
+# Command line.
+# --------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    from lbsgd import cli
+
+    parser = cli.command_parser(
+        "python -m lbsgd.plots",
+        "Write a run's figures as PNG files: curves.png (history.csv), schedule.png\n"
+        "(the run's config) and, for a collapsed ensemble, ensemble.png (ensemble.json).",
+        examples="""
+python -m lbsgd.plots runs/digits_resnet
+python -m lbsgd.plots runs/digits_recipe --out figures/""")
+    parser.add_argument("run_dir", help="a run directory of lbsgd.train")
+    parser.add_argument("--out", default=None, help="output directory (default RUN_DIR)")
+    args = parser.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.run_dir, "history.csv")):
+        print(f"lbsgd.plots: error: Field `run_dir` must hold a history.csv. Received: "
+              f"run_dir={args.run_dir!r}", file=sys.stderr)
+        return 2
+    from lbsgd import config as config_lib
+    out = args.out or args.run_dir
+    os.makedirs(out, exist_ok=True)
+    written = []
+
+    def save(fig, name):
+        from lbsgd import checkpoint as ckpt
+        import io
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        ckpt.atomic_write_bytes(os.path.join(out, name), buf.getvalue())
+        written.append(os.path.join(out, name))
+
+    save(run_curves(args.run_dir), "curves.png")
+    config_path = os.path.join(args.run_dir, "config.json")
+    if os.path.isfile(config_path):
+        cfg = config_lib.load_config(config_path)
+        try:
+            save(schedule_timeline(cfg), "schedule.png")
+        except ValueError:
+            pass  # data size unknown before loading (image folders)
+    if os.path.isfile(os.path.join(args.run_dir, "ensemble.json")):
+        save(ensemble_plot(args.run_dir), "ensemble.png")
+    for path in written:
+        print(f"lbsgd.plots: wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

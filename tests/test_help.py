@@ -97,9 +97,9 @@ def test_launcher_prints_help_without_starting_ranks():
     ("lbsgd.ensemble", ["--run_dir", "--snapshots", "--output", "--overwrite", "examples:"]),
     ("lbsgd.probe", ["--config", "--batches", "(default: 8,16,32,64,128,256)",
                      "--draws", "(default: 5)", "examples:"]),
-    ("lbsgd.plot", ["run_dir", "--out", "examples:"]),
+    ("lbsgd.plots", ["run_dir", "--out", "examples:"]),
     ("lbsgd.scaling", ["--machine", "--alpha", "--beta", "examples:"]),
-    ("lbsgd.report", ["RUN_DIR", "examples:"]),
+    ("lbsgd.efficiency", ["RUN_DIR", "examples:"]),
 ])
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_other_commands_help(module, expected, flag, capsys):

@@ -1,4 +1,4 @@
-"""lbsgd.plots / python -m lbsgd.plot: schedule timelines from configs, run curves from files."""
+"""lbsgd.plots / python -m lbsgd.plots: schedule timelines from configs, run curves from files."""
 
 import json
 import os
@@ -50,12 +50,12 @@ def test_run_curves_and_plot_cli(tmp_path):
     marked = {round(line.get_xdata()[0], 1) for line in fig.axes[0].lines
               if line.get_linestyle() == ":"}
     assert marked == {2.0, 3.0}      # at the boundaries: phase change after 2, batch growth after 3
-    out = subprocess.run([sys.executable, "-m", "lbsgd.plot", str(run)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "lbsgd.plots", str(run)], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     for name in ("curves.png", "schedule.png"):
         assert os.path.getsize(run / name) > 5000
-    bad = subprocess.run([sys.executable, "-m", "lbsgd.plot", str(tmp_path)], cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "lbsgd.plots", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "run_dir=" in bad.stderr
 

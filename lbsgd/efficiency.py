@@ -1,7 +1,7 @@
 """Scaling efficiency across runs of one config at different rank counts (Codreanu et al. V-A,
 Figures 1-2).
 
-    python -m lbsgd.report runs/digits_np1 runs/digits_np2
+    python -m lbsgd.efficiency runs/digits_np1 runs/digits_np2
 
 Runs whose config.json match (apart from the name) are grouped; within a
 group the run with the fewest ranks is the base, and each run's speedup
@@ -51,16 +51,16 @@ def main(argv=None) -> int:
     from lbsgd import cli
 
     parser = cli.command_parser(
-        "python -m lbsgd.report",
+        "python -m lbsgd.efficiency",
         "Speedup and scaling efficiency across runs of one config at different rank\n"
         "counts (Codreanu et al. V-A); runs whose config.json match, name aside, form a group.",
-        examples="python -m lbsgd.report runs/digits_np1 runs/digits_np2")
+        examples="python -m lbsgd.efficiency runs/digits_np1 runs/digits_np2")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="run directories of lbsgd.train (summary.json, config.json)")
     args = parser.parse_args(argv).run_dirs
     missing = [a for a in args if not os.path.isfile(os.path.join(a, "summary.json"))]
     if missing:
-        print(f"lbsgd.report: error: Field `run_dir` must hold summary.json and config.json. "
+        print(f"lbsgd.efficiency: error: Field `run_dir` must hold summary.json and config.json. "
               f"Received: run_dir={missing[0]!r}", file=sys.stderr)
         return 2
     rows = scaling_table([load_run(a) for a in args])
