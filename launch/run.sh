@@ -145,27 +145,31 @@ remote_cleanup() {
 # "[1,0]<stdout>:" tags mpirun adds; the other ranks' output goes to a temporary file whose
 # tail is printed only if the job fails (lbsgd/rankstreams.py). LBSGD_ALL_RANKS=1 shows every
 # rank's tagged output instead. The filters ignore INT/TERM/HUP and end when the job's output does.
+# The temporary directory is removed as soon as everything in it is open (nothing is left
+# behind, even by a SIGKILL); the other ranks' output stays readable as /dev/fd/5.
 if [ "${LBSGD_ALL_RANKS:-0}" != 1 ]; then
   LBSGD_CONSOLE_TTY=0; [ -t 1 ] && LBSGD_CONSOLE_TTY=1   # 1: rank 0 may redraw its line
   export LBSGD_CONSOLE_TTY
   console_dir="$(mktemp -d "${TMPDIR:-/tmp}/lbsgd-console.XXXXXX")"
   mkfifo "$console_dir/out" "$console_dir/err"
-  (trap '' INT TERM HUP; exec "${prog[0]}" -m lbsgd.rankstreams "$console_dir/others" <"$console_dir/out") &
+  exec 5<>"$console_dir/others"
+  (trap '' INT TERM HUP; exec "${prog[0]}" -m lbsgd.rankstreams /dev/fd/5 <"$console_dir/out") &
   console_pids=($!)
-  (trap '' INT TERM HUP; exec "${prog[0]}" -m lbsgd.rankstreams "$console_dir/others" <"$console_dir/err" >&2) &
+  (trap '' INT TERM HUP; exec "${prog[0]}" -m lbsgd.rankstreams /dev/fd/5 <"$console_dir/err" >&2) &
   console_pids+=($!)
   exec 3>&1 4>&2 >"$console_dir/out" 2>"$console_dir/err"
+  rm -rf "$console_dir"
   console_close() {
     local rc=$? _
     exec 1>&3 2>&4 3>&- 4>&-
     for _ in $(seq 1 100); do kill -0 "${console_pids[@]}" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "${console_pids[@]}" 2>/dev/null || true
     wait "${console_pids[@]}" 2>/dev/null || true
-    if [ "$rc" -ne 0 ] && [ -s "$console_dir/others" ]; then
+    if [ "$rc" -ne 0 ] && [ -s /dev/fd/5 ]; then
       echo "launch/run.sh: the job exited with code $rc; the other ranks' last output:" >&2
-      tail -n 40 "$console_dir/others" >&2
+      tail -n 40 /dev/fd/5 >&2
     fi
-    rm -rf "$console_dir"
+    exec 5>&-
   }
   trap console_close EXIT
 fi

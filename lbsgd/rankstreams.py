@@ -36,7 +36,9 @@ class RankDemux:
 
     Text belongs to the rank of the tag before it until the end of its line;
     text after a newline without a tag belongs to no rank (the launcher's
-    own messages) and is shown.
+    own messages) and is shown. The other ranks' text comes out in whole
+    lines, one tag each (a line a rank wrote in pieces is held until its
+    end), so two filters appending to one file never split each other's lines.
 
     Args:
       shown_rank: the rank whose text is shown (untagged).
@@ -46,7 +48,7 @@ class RankDemux:
         self.shown_rank = shown_rank
         self.rank = None          # rank of the text being read (None: untagged)
         self._pending = b""      # a possible tag split across chunks
-        self._mid_line = set()   # other ranks whose kept text ends inside a line
+        self._lines = {}         # other rank -> its unfinished kept line (with its tag)
 
     def feed(self, data: bytes, final: bool = False) -> tuple[bytes, bytes]:
         """(bytes to show, bytes of the other ranks with their tags) for the next chunk."""
@@ -62,10 +64,13 @@ class RankDemux:
         for match in TAG.finditer(data):
             self._route(data[pos:match.start()], shown, others)
             self.rank = int(match.group(1))
-            if self.rank != self.shown_rank and self.rank not in self._mid_line:
-                others.append(match.group(0))   # one tag per line of the kept text
+            if self.rank != self.shown_rank:
+                self._lines.setdefault(self.rank, match.group(0))   # one tag per kept line
             pos = match.end()
         self._route(data[pos:], shown, others)
+        if final:   # unfinished lines of other ranks, ended
+            others += [line + b"\n" for line in self._lines.values()]
+            self._lines.clear()
         return b"".join(shown), b"".join(others)
 
     def _route(self, text: bytes, shown: list, others: list) -> None:
@@ -75,8 +80,12 @@ class RankDemux:
             if self.rank is None or self.rank == self.shown_rank:
                 shown.append(piece)
             else:
-                others.append(piece)
-                (self._mid_line.discard if end >= 0 else self._mid_line.add)(self.rank)
+                line = self._lines.get(self.rank, b"") + piece
+                if end >= 0:
+                    others.append(line)
+                    self._lines.pop(self.rank, None)
+                else:
+                    self._lines[self.rank] = line
             if end >= 0:
                 self.rank = None
 
