@@ -121,6 +121,9 @@ heartbeats="/dev/shm/lbsgd-heartbeat-$(id -u)-${LBSGD_JOB_ID//[^a-zA-Z0-9]/_}-"
 
 # After a failure or a signal: ask every remote host to end this job's processes left there
 # (ranks of a Gloo job, a rank stuck on a partitioned host), naming the hosts that do not answer.
+# The launcher's own messages after the job go straight to the user's stderr (fd 4 once the
+# console filter below holds fd 2), never through the filter that sorts the ranks' output.
+launcher_err=2
 remote_cleanup() {
   ((${#remote_hosts[@]})) || return 0
   local host pids=() lost=() i
@@ -134,7 +137,7 @@ remote_cleanup() {
   [[ " ${prog[*]} " == *" lbsgd.train "* ]] && resume=" lbsgd.train's last checkpoint is intact: --resume continues it on the hosts left (README: Many hosts)."
   for host in "${lost[@]}"; do
     if getent ahostsv4 "$host" >/dev/null 2>&1; then
-      echo "launch/run.sh: error: lost host $host: it does not answer over ssh within 5 s (link down, partition or host down); the job ended with exit code $1.$resume" >&2
+      echo "launch/run.sh: error: lost host $host: it does not answer over ssh within 5 s (link down, partition or host down); the job ended with exit code $1.$resume" >&"$launcher_err"
     else
       echo "launch/run.sh: error: host $host: its name does not resolve; the job ended with exit code $1." >&2
     fi
@@ -153,11 +156,14 @@ if [ "${LBSGD_ALL_RANKS:-0}" != 1 ]; then
   console_dir="$(mktemp -d "${TMPDIR:-/tmp}/lbsgd-console.XXXXXX")"
   mkfifo "$console_dir/out" "$console_dir/err"
   exec 5<>"$console_dir/others"
-  (trap '' INT TERM HUP; exec "${prog[0]}" -m lbsgd.rankstreams /dev/fd/5 <"$console_dir/out") &
+  # The filters do not carry LBSGD_JOB_ID: remote_cleanup ends every process that does on
+  # each host, and namespace hosts (launch/cluster.sh) share this machine's processes.
+  (trap '' INT TERM HUP; exec env -u LBSGD_JOB_ID "${prog[0]}" -m lbsgd.rankstreams /dev/fd/5 <"$console_dir/out") &
   console_pids=($!)
-  (trap '' INT TERM HUP; exec "${prog[0]}" -m lbsgd.rankstreams /dev/fd/5 <"$console_dir/err" >&2) &
+  (trap '' INT TERM HUP; exec env -u LBSGD_JOB_ID "${prog[0]}" -m lbsgd.rankstreams /dev/fd/5 <"$console_dir/err" >&2) &
   console_pids+=($!)
   exec 3>&1 4>&2 >"$console_dir/out" 2>"$console_dir/err"
+  launcher_err=4
   rm -rf "$console_dir"
   console_close() {
     local rc=$? _
