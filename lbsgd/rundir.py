@@ -196,10 +196,7 @@ class RunDir:
         ConfigError when the job may not start here.
         """
         remove_stale_temporaries(self.path)
-        has_checkpoint = os.path.isfile(self.checkpoint)
-        if has_checkpoint and not (resume or overwrite):
-            raise ConfigError(f"Run directory {self.path!r} already holds a run: pass --resume "
-                              "to continue it or --overwrite to replace it.")
+        has_checkpoint = self._check_earlier_run(resume, overwrite)
         if resume and not has_checkpoint:
             raise ConfigError(f"Field `run_dir` must hold a run to resume (config.json and "
                               f"checkpoint.npz). Received: run_dir={self.path!r}")
@@ -300,11 +297,17 @@ class RunDir:
         --resume or --overwrite (cheap: the launcher calls it before any rank starts; a
         lock of another host is judged by rank 0, see check_unlocked)."""
         self.check_unlocked(other_hosts=False)
-        if os.path.isfile(self.file(CHECKPOINT)) and not (resume or overwrite):
+        self._check_earlier_run(resume, overwrite)
+        if resume:
+            read_checkpoint_state(self.checkpoint, verify=True)
+
+    def _check_earlier_run(self, resume: bool, overwrite: bool) -> bool:
+        """Whether an earlier run is here; ConfigError if so without --resume or --overwrite."""
+        has_checkpoint = os.path.isfile(self.checkpoint)
+        if has_checkpoint and not (resume or overwrite):
             raise ConfigError(f"Run directory {self.path!r} already holds a run: pass --resume "
                               "to continue it or --overwrite to replace it.")
-        if resume:
-            read_checkpoint_state(self.file(CHECKPOINT), verify=True)
+        return has_checkpoint
 
     def unlock(self) -> None:
         if self._locked:
