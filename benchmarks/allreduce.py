@@ -1,4 +1,4 @@
-"""Allreduce time against message size through Horovod: the latency alpha and bandwidth beta of a network (Lee et al. IV-B, Codreanu et al. V-A).
+"""Allreduce time against message size through Horovod: the latency (seconds per message) and bandwidth (bytes/s) of a network (Lee et al. IV-B, Codreanu et al. V-A).
 
 Run under any launcher; rank 0 prints one JSON line:
 
@@ -9,11 +9,11 @@ exchange issues) for sizes from 4 bytes to --max_bytes (x4 apart): the median of
 calls after --warmup, each call timed on rank 0 from start to the averaged tensor in
 memory. A line t(n) = a + n / b is fitted to (bytes, seconds) in relative terms (each
 size weighted by 1 / its time, so small and large messages count alike); for a ring
-allreduce on P ranks, t(n) = 2 (P-1) alpha + 2 (P-1) / P * n / beta (lbsgd.scaling), so
+allreduce on P ranks, t(n) = 2 (P-1) latency + 2 (P-1) / P * n / bandwidth (lbsgd.scaling), so
 
-    alpha = a / (2 (P-1)),   beta = 2 (P-1) / P * b.
+    latency = a / (2 (P-1)),   bandwidth = 2 (P-1) / P * b.
 
-alpha includes Horovod's own per-call cost (its background cycle, the fusion buffer), as
+latency includes Horovod's own per-call cost (its background cycle, the fusion buffer), as
 a gradient exchange pays it.
 """
 
@@ -44,8 +44,8 @@ def message_sizes(max_bytes: int) -> list[int]:
     return sizes
 
 
-def fit_alpha_beta(sizes, seconds, ranks: int) -> dict:
-    """alpha (s) and beta (bytes/s) of the ring model from (bytes, seconds) pairs."""
+def fit_latency_bandwidth(sizes, seconds, ranks: int) -> dict:
+    """latency (s) and bandwidth (bytes/s) of the ring model from (bytes, seconds) pairs."""
     if ranks < 2:
         raise ValueError(f"Argument `ranks` must be >= 2 (one rank sends nothing). "
                          f"Received: ranks={ranks}")
@@ -55,7 +55,7 @@ def fit_alpha_beta(sizes, seconds, ranks: int) -> dict:
     (a, inv_b), *_ = np.linalg.lstsq(design, np.ones_like(t), rcond=None)
     a, inv_b = max(float(a), 0.0), max(float(inv_b), 1e-30)
     fitted = a + n * inv_b
-    return {"alpha": a / (2 * (ranks - 1)), "beta": 2 * (ranks - 1) / ranks / inv_b,
+    return {"latency": a / (2 * (ranks - 1)), "bandwidth": 2 * (ranks - 1) / ranks / inv_b,
             "intercept_seconds": a, "seconds_per_byte": inv_b,
             "max_relative_residual": float(np.max(np.abs(fitted - t) / t))}
 
@@ -76,14 +76,14 @@ def main(_):
         times = []
         for i in range(FLAGS.warmup + FLAGS.reps):
             t = time.perf_counter()
-            hvd.allreduce(x, op=hvd.Average, name=f"alpha_beta.{n}").numpy()
+            hvd.allreduce(x, op=hvd.Average, name=f"latency_bandwidth.{n}").numpy()
             if i >= FLAGS.warmup:
                 times.append(time.perf_counter() - t)
         medians.append(float(np.median(times)))
     if rt.is_chief:
         record = {"benchmark": "allreduce", "ranks": rt.size, "bytes": sizes,
                   "seconds": medians}
-        record.update(fit_alpha_beta(sizes, medians, rt.size))
+        record.update(fit_latency_bandwidth(sizes, medians, rt.size))
         print(json.dumps(record), flush=True)
 
 

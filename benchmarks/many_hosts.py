@@ -1,4 +1,4 @@
-"""Many hosts on a shaped network: alpha-beta of the links and weak scaling at 2 hosts, against lbsgd.scaling's prediction (Codreanu et al. V-A, Tables XII-XIII; Lee et al. IV-B).
+"""Many hosts on a shaped network: latency and bandwidth of the links and weak scaling at 2 hosts, against lbsgd.scaling's prediction (Codreanu et al. V-A, Tables XII-XIII; Lee et al. IV-B).
 
     .venv/bin/python -m benchmarks.many_hosts --suite full     # the measurement (root; ~1 h)
     .venv/bin/python -m benchmarks.many_hosts --suite smoke    # checks the command (~10 min)
@@ -11,10 +11,10 @@ this machine's cores (--cpus-per-host), and measures, every number in this one r
     computing and no gradient exchange (what the hosts' shared memory costs);
   * for each link setting (tc tbf, e.g. 10gbit and 1gbit, both directions of each
     host's cable): the allreduce time against message size between the 2 hosts and its
-    latency alpha and bandwidth beta (benchmarks.allreduce), then the 2-host weak-scaling
+    latency and bandwidth (benchmarks.allreduce), then the 2-host weak-scaling
     throughput of both models at the same local batch;
   * lbsgd.scaling's prediction of each 2-host throughput from the one-host step time,
-    the gradient bytes and that link's alpha, beta, its error, and its projection to 16 and
+    the gradient bytes and that link's latency, bandwidth, its error, and its projection to 16 and
     64 hosts (lbsgd.scaling.many_hosts_report).
 
 Each measurement is repeated --repeats times and the median kept. Writes
@@ -102,8 +102,9 @@ def repeated(measure, repeats: int, keys=("images_per_second", "seconds_per_step
 
 
 def allreduce(spec: dict, repeats: int) -> dict:
-    """alpha, beta between the 2 hosts: the median time per size over repeats, then the fit."""
-    from benchmarks.allreduce import fit_alpha_beta
+    """Latency and bandwidth between the 2 hosts: the median time per size over repeats,
+    then the fit."""
+    from benchmarks.allreduce import fit_latency_bandwidth
 
     args = ["-m", "benchmarks.allreduce", f"--max_bytes={spec['max_bytes']}",
             f"--reps={spec['reps']}", f"--warmup={spec['warmup']}"]
@@ -111,7 +112,7 @@ def allreduce(spec: dict, repeats: int) -> dict:
     sizes = runs[0]["bytes"]
     seconds = [statistics.median(r["seconds"][i] for r in runs) for i in range(len(sizes))]
     out = {"bytes": sizes, "seconds": seconds, "seconds_runs": [r["seconds"] for r in runs]}
-    out.update(fit_alpha_beta(sizes, seconds, len(HOSTS)))
+    out.update(fit_latency_bandwidth(sizes, seconds, len(HOSTS)))
     return out
 
 
@@ -169,7 +170,8 @@ def main(argv=None) -> int:
         for link in links:
             _cluster("shape", "--link", link)
             ar = allreduce(suite["allreduce"], repeats)
-            log(f"{link}: alpha {ar['alpha'] * 1e6:.0f} us, beta {ar['beta'] / 1e9:.3f} GB/s "
+            log(f"{link}: latency {ar['latency'] * 1e6:.0f} us, "
+                f"bandwidth {ar['bandwidth'] / 1e9:.3f} GB/s "
                 f"(fit residual <= {100 * ar['max_relative_residual']:.0f}%)")
             entry = {"link": link, "allreduce": ar, "throughput": []}
             for model, spec in suite["models"].items():

@@ -4,10 +4,10 @@ Tables V, XII-XIII; Lee et al. IV-B, VI-B).
 Time per optimizer step on P workers with local batch b:
 
     t_step(b, P) = t0 + b * t_sample + (1 - overlap) * t_allreduce(P)
-    t_allreduce(P) = 2 (P - 1) alpha + 2 (P - 1) / P * M / beta      (ring allreduce)
+    t_allreduce(P) = 2 (P - 1) latency + 2 (P - 1) / P * M / bandwidth      (ring allreduce)
 
 with t0 a fixed per-step cost, t_sample the compute time per sample, M the
-gradient bytes, alpha the per-message latency and beta the bandwidth.
+gradient bytes, latency the seconds per message and bandwidth the bytes per second.
 Time per epoch = N / (b P) * t_step; time to accuracy = epochs needed x time
 per epoch (Tables XII-XIII). :func:`fit_table` calibrates the model on some
 rows of a (local batch, P, seconds per epoch) table — the exposed
@@ -35,12 +35,13 @@ TABLE_VI = [(32, 512, 84.3), (24, 800, 62.5), (16, 800, 67.2), (16, 1024, 52.5)]
 EPOCHS_TO_TOP1 = {0.755: 48, 0.76: 64, 0.765: 78}
 
 
-def ring_allreduce_seconds(num_workers: int, num_bytes: float, alpha: float, beta: float) -> float:
-    """alpha-beta cost of a ring allreduce: 2(P-1) alpha + 2(P-1)/P bytes/beta."""
+def ring_allreduce_seconds(num_workers: int, num_bytes: float, latency: float,
+                           bandwidth: float) -> float:
+    """latency-bandwidth cost of a ring allreduce: 2(P-1) latency + 2(P-1)/P bytes/bandwidth."""
     p = num_workers
     if p <= 1:
         return 0.0
-    return 2 * (p - 1) * alpha + 2 * (p - 1) / p * num_bytes / beta
+    return 2 * (p - 1) * latency + 2 * (p - 1) / p * num_bytes / bandwidth
 
 
 @dataclasses.dataclass
@@ -49,18 +50,18 @@ class ScalingModel:
 
     t0: float
     t_sample: float
-    comm_latency: float = 0.0     # A: exposed seconds per extra worker ((1-overlap) 2 alpha)
-    comm_volume: float = 0.0      # B: exposed seconds of the bandwidth term ((1-overlap) 2M/beta)
+    comm_latency: float = 0.0     # A: exposed seconds per extra worker ((1-overlap) 2 latency)
+    comm_volume: float = 0.0      # B: exposed bandwidth seconds ((1-overlap) 2M/bandwidth)
     num_train: int = IMAGENET_TRAIN
 
     @classmethod
-    def from_machine(cls, t0: float, t_sample: float, gradient_bytes: float, alpha: float,
-                     beta: float, overlap: float = 0.0, num_train: int = IMAGENET_TRAIN):
-        """From measured compute times and alpha-beta network figures."""
+    def from_machine(cls, t0: float, t_sample: float, gradient_bytes: float, latency: float,
+                     bandwidth: float, overlap: float = 0.0, num_train: int = IMAGENET_TRAIN):
+        """From measured compute times and latency-bandwidth network figures."""
         if not 0 <= overlap <= 1:
             raise ValueError(f"Argument `overlap` must be in [0, 1]. Received: overlap={overlap}")
-        return cls(t0, t_sample, (1 - overlap) * 2 * alpha,
-                   (1 - overlap) * 2 * gradient_bytes / beta, num_train)
+        return cls(t0, t_sample, (1 - overlap) * 2 * latency,
+                   (1 - overlap) * 2 * gradient_bytes / bandwidth, num_train)
 
     def step_seconds(self, local_batch: int, workers: int) -> float:
         p = workers
@@ -143,18 +144,19 @@ def format_report(report) -> str:
     return "\n".join(lines)
 
 
-# Horovod's small-allreduce latency measured on this host kind, 2 ranks: ~1 ms = 2 alpha.
-DEFAULT_ALPHA = 5e-4
+# Horovod's small-allreduce time measured on this host kind, 2 ranks: ~1 ms = 2 latency.
+DEFAULT_LATENCY = 5e-4
 GRADIENT_BYTES = {"resnet50": RESNET50_GRADIENT_BYTES}
 
 
-def machine_model(results: dict, alpha: float = DEFAULT_ALPHA, beta: float | None = None,
+def machine_model(results: dict, latency: float = DEFAULT_LATENCY,
+                  bandwidth: float | None = None,
                   num_train: int = IMAGENET_TRAIN) -> tuple[ScalingModel, dict]:
     """The model of the machine a `benchmarks.run` result file measured.
 
-    t_sample = the 1 rank x 1 core step time / local batch (t0 = 0); beta from
+    t_sample = the 1 rank x 1 core step time / local batch (t0 = 0); bandwidth from
     the grouped exchange's communication time per step in Horovod's timeline
-    (c = 2(P-1) alpha + 2(P-1)/P M / beta), unless given; no overlap (a
+    (c = 2(P-1) latency + 2(P-1)/P M / bandwidth), unless given; no overlap (a
     grouped allreduce runs after backprop). Returns the model and the check
     against the same run's N-rank launcher throughput.
     """
@@ -171,17 +173,18 @@ def machine_model(results: dict, alpha: float = DEFAULT_ALPHA, beta: float | Non
     one = rows["1 rank x 1 core"]
     t_sample = one["seconds_per_step"] / b
     m_bytes = GRADIENT_BYTES[name]
-    if beta is None:
-        bandwidth_seconds = ex["comm_seconds_per_step"] - 2 * (p - 1) * alpha
+    if bandwidth is None:
+        bandwidth_seconds = ex["comm_seconds_per_step"] - 2 * (p - 1) * latency
         if bandwidth_seconds <= 0:
-            raise ValueError(f"Argument `alpha` leaves no time for bandwidth: "
-                             f"comm {ex['comm_seconds_per_step']:.4f} s <= 2(P-1) alpha. "
-                             f"Received: alpha={alpha}")
-        beta = 2 * (p - 1) / p * m_bytes / bandwidth_seconds
-    model = ScalingModel.from_machine(0.0, t_sample, m_bytes, alpha, beta, num_train=num_train)
+            raise ValueError(f"Argument `latency` leaves no time for bandwidth: "
+                             f"comm {ex['comm_seconds_per_step']:.4f} s <= 2(P-1) latency. "
+                             f"Received: latency={latency}")
+        bandwidth = 2 * (p - 1) / p * m_bytes / bandwidth_seconds
+    model = ScalingModel.from_machine(0.0, t_sample, m_bytes, latency, bandwidth,
+                                      num_train=num_train)
     measured = [r for k, r in rows.items() if k.endswith("lbsgd launcher")][0]
     check = {"model": name, "local_batch": b, "workers": p, "t_sample": t_sample,
-             "alpha": alpha, "beta": beta,
+             "latency": latency, "bandwidth": bandwidth,
              "measured_images_per_second": measured["images_per_second"],
              "predicted_images_per_second": model.images_per_second(b, p)}
     check["error"] = (check["predicted_images_per_second"] /
@@ -194,7 +197,7 @@ def many_hosts_report(results: dict, project=(16, 64)) -> list[dict]:
 
     For each link setting and model: the model of the network is t_sample = one host's
     seconds per step / local batch (t0 = 0, one rank per host), the gradient bytes M of
-    the model, and the alpha, beta measured by `benchmarks.allreduce` through that link;
+    the model, and the latency, bandwidth measured by `benchmarks.allreduce` through that link;
     no overlap (a grouped allreduce after backprop). Gives the predicted and measured
     images/s of the benchmark's hosts, the error, and the projection to `project` hosts.
     """
@@ -202,16 +205,17 @@ def many_hosts_report(results: dict, project=(16, 64)) -> list[dict]:
     single = {r["model"]: r for r in results["single_host"]}
     rows = []
     for link in results["links"]:
-        alpha, beta = link["allreduce"]["alpha"], link["allreduce"]["beta"]
+        latency, bandwidth = link["allreduce"]["latency"], link["allreduce"]["bandwidth"]
         for measured in link["throughput"]:
             one = single[measured["model"]]
             b = int(one["local_batch"])
             model = ScalingModel.from_machine(0.0, one["seconds_per_step"] / b,
-                                              one["gradient_bytes"], alpha, beta)
+                                              one["gradient_bytes"], latency, bandwidth)
             predicted = model.images_per_second(b, hosts)
             rows.append({
                 "link": link["link"], "model": measured["model"], "local_batch": b,
-                "alpha": alpha, "beta": beta, "gradient_bytes": one["gradient_bytes"],
+                "latency": latency, "bandwidth": bandwidth,
+                "gradient_bytes": one["gradient_bytes"],
                 "single_host_images_per_second": one["images_per_second"],
                 "hosts": hosts, "measured": measured["images_per_second"],
                 "predicted": predicted,
@@ -225,32 +229,33 @@ def many_hosts_report(results: dict, project=(16, 64)) -> list[dict]:
 def format_many_hosts(rows) -> str:
     """The README table of :func:`many_hosts_report` (Markdown)."""
     projected = list(rows[0]["projection"]) if rows else []
-    head = ("| link | alpha | beta | model (local batch) | 1 host img/s | "
+    head = ("| link | latency | bandwidth | model (local batch) | 1 host img/s | "
             f"{rows[0]['hosts'] if rows else 2} hosts measured | predicted | error | " +
             " | ".join(f"{p} hosts (efficiency)" for p in projected) + " |")
     lines = [head, "|" + " --- |" * (8 + len(projected))]
     for r in rows:
         cells = " | ".join(f"{q['images_per_second']:.1f} ({100 * q['efficiency']:.0f}%)"
                            for q in r["projection"].values())
-        lines.append(f"| {r['link']} | {r['alpha'] * 1e6:.0f} us | {r['beta'] / 1e9:.3f} GB/s | "
+        lines.append(f"| {r['link']} | {r['latency'] * 1e6:.0f} us | "
+                     f"{r['bandwidth'] / 1e9:.3f} GB/s | "
                      f"{r['model']} ({r['local_batch']}) | "
                      f"{r['single_host_images_per_second']:.2f} | {r['measured']:.2f} | "
                      f"{r['predicted']:.2f} | {100 * r['error']:+.1f}% | {cells} |")
     return "\n".join(lines)
 
 
-def _print_machine(path: str, alpha: float, beta: float | None) -> None:
+def _print_machine(path: str, latency: float, bandwidth: float | None) -> None:
     import json
     with open(path) as f:
-        model, c = machine_model(json.load(f), alpha, beta)
+        model, c = machine_model(json.load(f), latency, bandwidth)
     print(f"This machine ({path}): {c['model']}, local batch {c['local_batch']}: "
-          f"t_sample = {c['t_sample'] * 1e3:.0f} ms (1 rank x 1 core), alpha = "
-          f"{c['alpha'] * 1e3:.2f} ms, beta = {c['beta'] / 1e9:.2f} GB/s"
-          f"{' (given)' if beta else ' (grouped allreduce in the timeline)'}")
+          f"t_sample = {c['t_sample'] * 1e3:.0f} ms (1 rank x 1 core), latency = "
+          f"{c['latency'] * 1e3:.2f} ms, bandwidth = {c['bandwidth'] / 1e9:.2f} GB/s"
+          f"{' (given)' if bandwidth else ' (grouped allreduce in the timeline)'}")
     print(f"  {c['workers']} ranks: predicted {c['predicted_images_per_second']:.2f} img/s, "
           f"measured {c['measured_images_per_second']:.2f} ({100 * c['error']:+.1f}%)")
     b = c["local_batch"]
-    print(f"  Projection for 1-core workers at this beta (ImageNet epoch, local batch {b}):")
+    print(f"  Projection for 1-core workers at this bandwidth (ImageNet epoch, local batch {b}):")
     for workers in (2, 4, 16, 64, 256):
         print(f"  {workers:>5} workers: {model.epoch_seconds(b, workers) / 3600:6.2f} h/epoch, "
               f"weak-scaling efficiency {100 * model.efficiency(b, workers):.0f}%")
@@ -261,24 +266,24 @@ def main(argv=None) -> int:
     from lbsgd import cli
     parser = cli.command_parser(
         "python -m lbsgd.scaling",
-        "The alpha-beta scaling model against Codreanu et al. Table V (calibrated on 5\n"
+        "The latency-bandwidth scaling model against Codreanu et al. Table V (calibrated on 5\n"
         "rows, checked on the other 5) and a Table XII-style projection; with --machine,\n"
         "also the model of the machine a benchmarks.run result measured.",
         examples="""
 python -m lbsgd.scaling
-python -m lbsgd.scaling --machine benchmarks/results/quick.json --beta 1.25e9""")
+python -m lbsgd.scaling --machine benchmarks/results/quick.json --bandwidth 1.25e9""")
     parser.add_argument("--machine", help="a benchmarks/results/<suite>.json")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+    parser.add_argument("--latency", type=float, default=DEFAULT_LATENCY,
                         help="per-message latency in seconds (default %(default)s)")
-    parser.add_argument("--beta", type=float, default=None,
+    parser.add_argument("--bandwidth", type=float, default=None,
                         help="bandwidth in bytes/s (default: from the result's timeline)")
     parser.add_argument("--many_hosts", help="a benchmarks/results/many_hosts*.json: its "
                         "measured throughputs against the model's, and 16/64-host projections")
     args = parser.parse_args(argv)
-    if args.alpha < 0:
-        parser.error(f"argument --alpha must be >= 0. Received: {args.alpha}")
-    if args.beta is not None and args.beta <= 0:
-        parser.error(f"argument --beta must be > 0. Received: {args.beta}")
+    if args.latency < 0:
+        parser.error(f"argument --latency must be >= 0. Received: {args.latency}")
+    if args.bandwidth is not None and args.bandwidth <= 0:
+        parser.error(f"argument --bandwidth must be > 0. Received: {args.bandwidth}")
     model, report = holdout_report()
     print("Scaling model calibrated on 5 rows of Codreanu et al. Table V (Stampede2):")
     print(f"  t0 = {model.t0 * 1e3:.1f} ms, t_sample = {model.t_sample * 1e3:.2f} ms, "
@@ -292,7 +297,7 @@ python -m lbsgd.scaling --machine benchmarks/results/quick.json --beta 1.25e9"""
     if args.machine:
         print()
         try:
-            _print_machine(args.machine, args.alpha, args.beta)
+            _print_machine(args.machine, args.latency, args.bandwidth)
         except (OSError, ValueError, KeyError) as e:
             parser.error(f"--machine {args.machine}: {e}")
     if args.many_hosts:
@@ -301,7 +306,7 @@ python -m lbsgd.scaling --machine benchmarks/results/quick.json --beta 1.25e9"""
         try:
             with open(args.many_hosts) as f:
                 print(f"Many hosts ({args.many_hosts}): predicted from one host and the "
-                      "measured alpha, beta")
+                      "measured latency, bandwidth")
                 print(format_many_hosts(many_hosts_report(json.load(f))))
         except (OSError, ValueError, KeyError) as e:
             parser.error(f"--many_hosts {args.many_hosts}: {e}")

@@ -98,7 +98,7 @@ def test_launcher_prints_help_without_starting_ranks():
     ("lbsgd.probe", ["--config", "--batches", "(default: 8,16,32,64,128,256)",
                      "--draws", "(default: 5)", "examples:"]),
     ("lbsgd.plots", ["run_dir", "--out", "examples:"]),
-    ("lbsgd.scaling", ["--machine", "--alpha", "--beta", "examples:"]),
+    ("lbsgd.scaling", ["--machine", "--latency", "--bandwidth", "examples:"]),
     ("lbsgd.efficiency", ["RUN_DIR", "examples:"]),
 ])
 @pytest.mark.parametrize("flag", ["--help", "-h"])

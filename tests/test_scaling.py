@@ -6,14 +6,14 @@ from lbsgd import scaling as S
 
 
 def test_ring_allreduce_cost():
-    # 2(P-1) alpha + 2(P-1)/P M/beta: 4 workers, 1 ms latency, 100 MB at 1 GB/s
+    # 2(P-1) latency + 2(P-1)/P M/bandwidth: 4 workers, 1 ms latency, 100 MB at 1 GB/s
     assert S.ring_allreduce_seconds(4, 100e6, 1e-3, 1e9) == pytest.approx(6e-3 + 0.15)
     assert S.ring_allreduce_seconds(1, 100e6, 1e-3, 1e9) == 0.0
 
 
 def test_model_from_machine_numbers():
-    m = S.ScalingModel.from_machine(t0=0.01, t_sample=0.3, gradient_bytes=100e6, alpha=1e-3,
-                                    beta=1e9, overlap=0.5, num_train=1000)
+    m = S.ScalingModel.from_machine(t0=0.01, t_sample=0.3, gradient_bytes=100e6, latency=1e-3,
+                                    bandwidth=1e9, overlap=0.5, num_train=1000)
     step = 0.01 + 8 * 0.3 + 0.5 * S.ring_allreduce_seconds(2, 100e6, 1e-3, 1e9)
     assert m.step_seconds(8, 2) == pytest.approx(step)
     assert m.epoch_seconds(8, 2) == pytest.approx(1000 / 16 * step)
@@ -58,15 +58,15 @@ def _bench_result(comm=0.101):
 
 
 def test_machine_model_from_a_benchmark_result():
-    model, check = S.machine_model(_bench_result(), alpha=5e-4)
+    model, check = S.machine_model(_bench_result(), latency=5e-4)
     assert check["t_sample"] == pytest.approx(0.3)
-    # 2 ranks: comm = 2 alpha + M / beta  ->  beta = M / (0.101 - 0.001)
-    assert check["beta"] == pytest.approx(S.RESNET50_GRADIENT_BYTES / 0.1)
+    # 2 ranks: comm = 2 latency + M / bandwidth  ->  bandwidth = M / (0.101 - 0.001)
+    assert check["bandwidth"] == pytest.approx(S.RESNET50_GRADIENT_BYTES / 0.1)
     assert model.step_seconds(8, 2) == pytest.approx(2.4 + 0.101)
     assert check["predicted_images_per_second"] == pytest.approx(16 / 2.501)
     assert check["error"] == pytest.approx((16 / 2.501) / (16 / 2.6) - 1)
-    with pytest.raises(ValueError, match="alpha=0.1"):
-        S.machine_model(_bench_result(), alpha=0.1)
+    with pytest.raises(ValueError, match="latency=0.1"):
+        S.machine_model(_bench_result(), latency=0.1)
     with pytest.raises(ValueError, match="grouped-exchange row"):
         S.machine_model({"throughput": [], "exchanges": []})
 
@@ -80,18 +80,18 @@ def test_scaling_cli_with_a_machine(tmp_path, capsys):
     assert "Held-out rows" in out and "predicted 6.40 img/s, measured 6.15" in out
 
 
-def test_alpha_beta_fit_recovers_a_ring_allreduce():
-    from benchmarks.allreduce import fit_alpha_beta, message_sizes
+def test_latency_bandwidth_fit_recovers_a_ring_allreduce():
+    from benchmarks.allreduce import fit_latency_bandwidth, message_sizes
     sizes = message_sizes(64 << 20)
     assert sizes[:3] == [4, 16, 64] and sizes[-1] == 64 << 20
     for ranks in (2, 4):
         seconds = [S.ring_allreduce_seconds(ranks, n, 3e-4, 1.2e8) for n in sizes]
-        fit = fit_alpha_beta(sizes, seconds, ranks)
-        assert fit["alpha"] == pytest.approx(3e-4, rel=1e-6)
-        assert fit["beta"] == pytest.approx(1.2e8, rel=1e-6)
+        fit = fit_latency_bandwidth(sizes, seconds, ranks)
+        assert fit["latency"] == pytest.approx(3e-4, rel=1e-6)
+        assert fit["bandwidth"] == pytest.approx(1.2e8, rel=1e-6)
         assert fit["max_relative_residual"] < 1e-6
     with pytest.raises(ValueError, match="ranks=1"):
-        fit_alpha_beta(sizes, seconds, 1)
+        fit_latency_bandwidth(sizes, seconds, 1)
 
 
 def test_many_hosts_report_predicts_two_hosts_from_one():
@@ -99,10 +99,10 @@ def test_many_hosts_report_predicts_two_hosts_from_one():
     results = {"hosts": 2,
                "single_host": [{"model": "resnet50", "local_batch": 8, "seconds_per_step": 0.5,
                                 "images_per_second": 16.0, "gradient_bytes": 1e8}],
-               "links": [{"link": "1gbit", "allreduce": {"alpha": 5e-4, "beta": 1.25e8},
+               "links": [{"link": "1gbit", "allreduce": {"latency": 5e-4, "bandwidth": 1.25e8},
                           "throughput": [{"model": "resnet50", "images_per_second": 11.0}]}]}
     (row,) = S.many_hosts_report(results)
-    step2 = 0.5 + 2 * 5e-4 + 1e8 / 1.25e8                 # 2(P-1) alpha + 2(P-1)/P M/beta
+    step2 = 0.5 + 2 * 5e-4 + 1e8 / 1.25e8                 # 2(P-1) latency + 2(P-1)/P M/bandwidth
     assert row["predicted"] == pytest.approx(16 / step2)
     assert row["error"] == pytest.approx(16 / step2 / 11.0 - 1)
     step64 = 0.5 + 126 * 5e-4 + 2 * 63 / 64 * 1e8 / 1.25e8
