@@ -319,18 +319,24 @@ healthy() {   # N cpus-per-host: is exactly this cluster up?
   grep -q '^# BEGIN lbsgd-cluster' "$HOSTS_FILE" && [ -f "$SSH_CONF" ]
 }
 
+# The arguments of up and shape in ARGS, each --name=value split into --name value.
+split_equals() {
+  ARGS=()
+  local a
+  for a in "$@"; do
+    if [[ "$a" == --*=* ]]; then ARGS+=("${a%%=*}" "${a#*=}"); else ARGS+=("$a"); fi
+  done
+}
+
 cmd_up() {
   local n="" link=none delay=none slots=1 cpus=all
+  split_equals "$@"; set -- "${ARGS[@]}"
   while (($#)); do
     case "$1" in
       --link) link="${2:-}"; shift 2 ;;
-      --link=*) link="${1#*=}"; shift ;;
       --delay) delay="${2:-}"; shift 2 ;;
-      --delay=*) delay="${1#*=}"; shift ;;
       --slots) slots="${2:-}"; shift 2 ;;
-      --slots=*) slots="${1#*=}"; shift ;;
       --cpus-per-host) cpus="${2:-}"; shift 2 ;;
-      --cpus-per-host=*) cpus="${1#*=}"; shift ;;
       -*) die "unknown option '$1' (up N [--link RATE] [--delay TIME] [--slots K] [--cpus-per-host K])" ;;
       *) n="$1"; shift ;;
     esac
@@ -366,12 +372,11 @@ cmd_up() {
 
 cmd_shape() {
   local link="" delay=""
+  split_equals "$@"; set -- "${ARGS[@]}"
   while (($#)); do
     case "$1" in
       --link) link="${2:-}"; shift 2 ;;
-      --link=*) link="${1#*=}"; shift ;;
       --delay) delay="${2:-}"; shift 2 ;;
-      --delay=*) delay="${1#*=}"; shift ;;
       *) die "unknown argument '$1' (shape --link RATE [--delay TIME])" ;;
     esac
   done

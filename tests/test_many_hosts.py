@@ -312,3 +312,22 @@ def test_world_size_policy_keeps_the_reached_batch_and_names_what_changes():
         "resuming on 1 rank (the checkpoint was written by 2): global batch 44 and 1884 "
         "samples seen kept, local batch 22 -> 44; the data order is a function of (seed, "
         "epoch), so the epochs ahead see the same global batches")
+
+
+@pytest.mark.parametrize("args, error", [
+    (["up", "2", "--slots=0"], "--slots must be >= 1. Received: --slots 0"),
+    (["up", "2", "--slots", "0"], "--slots must be >= 1. Received: --slots 0"),
+    (["up", "2", "--cpus-per-host=999"], "Received: --cpus-per-host 999"),
+    (["up", "0"], "up needs the number of hosts, 1 to 200. Received: '0'"),
+    (["up", "2", "--bogus=1"], "unknown option '--bogus'"),
+    (["up", "2", "--link=fast"], "fast"),
+    (["shape", "--link=1gbit", "extra"], "unknown argument 'extra'"),
+])
+def test_cluster_arguments_are_refused_in_one_line_before_anything_is_made(args, error):
+    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    proc = subprocess.run([CLUSTER, *args], capture_output=True, text=True, timeout=60)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("launch/cluster.sh: error: ") and error in lines[0], lines[0]
+    assert subprocess.run(["ip", "netns", "list"], capture_output=True,
+                          text=True).stdout == before
