@@ -1,6 +1,7 @@
 """Shared helpers: run lbsgd under horovodrun exactly as a user would."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,18 +12,34 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "launch", "run.sh")
 
 
-def launch_env():
+def launch_env(all_ranks=False):
+    """The environment of a launched job; with `all_ranks` the launcher shows every rank's
+    output with mpirun's "[1,N]<stdout>:" tags (LBSGD_ALL_RANKS=1), so
+    :func:`assert_no_rank_started` can tell whether any rank ran."""
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if all_ranks:
+        env["LBSGD_ALL_RANKS"] = "1"
+    else:
+        env.pop("LBSGD_ALL_RANKS", None)
     return env
 
 
-def horovodrun(np_, *program, timeout=900, check=True, **kwargs):
+RANK_TAG = re.compile(r"\[\d+,\d+\]<std(out|err)>:")
+
+
+def assert_no_rank_started(proc):
+    """For a job launched with launch_env(all_ranks=True): no rank printed a line."""
+    out = proc.stdout + proc.stderr
+    assert not RANK_TAG.search(out), f"a rank started:\n{out[-3000:]}"
+
+
+def horovodrun(np_, *program, timeout=900, check=True, all_ranks=False, **kwargs):
     """Runs `launch/run.sh -np N python ...`; returns the CompletedProcess."""
     cmd = [LAUNCH, "-np", str(np_), sys.executable, *program]
-    proc = subprocess.run(cmd, cwd=ROOT, env=launch_env(), capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    proc = subprocess.run(cmd, cwd=ROOT, env=launch_env(all_ranks), capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n"
                              f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")

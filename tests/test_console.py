@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import LAUNCH, ROOT, horovodrun, launch_env
+from conftest import LAUNCH, ROOT, assert_no_rank_started, horovodrun, launch_env
 from lbsgd import console
 from lbsgd.rankstreams import RankDemux
 
@@ -132,3 +132,15 @@ def test_a_failing_rank_reaches_the_user(tmp_path):
     assert proc.stdout == "hello from rank 0\n"                # rank 1 never on stdout
     assert "the other ranks' last output" in proc.stderr
     assert "[1,1]<stderr>:rank 1: the data directory vanished" in proc.stderr
+
+
+def test_all_ranks_keeps_every_ranks_tagged_output(tmp_path):
+    """LBSGD_ALL_RANKS=1 shows each rank's lines with mpirun's tags: the refusal tests rely on
+    it (assert_no_rank_started) to tell that no rank ran."""
+    program = tmp_path / "hello.py"
+    program.write_text("import os\nprint('hello from rank', os.environ['OMPI_COMM_WORLD_RANK'])\n")
+    proc = horovodrun(2, str(program), all_ranks=True, timeout=300)
+    assert "[1,0]<stdout>:hello from rank 0" in proc.stdout
+    assert "[1,1]<stdout>:hello from rank 1" in proc.stdout
+    with pytest.raises(AssertionError, match="a rank started"):
+        assert_no_rank_started(proc)

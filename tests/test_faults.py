@@ -16,7 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import LAUNCH, ROOT, _alive, horovodrun, job_pids, kill_session, launch_env
+from conftest import (LAUNCH, ROOT, _alive, assert_no_rank_started, horovodrun, job_pids,
+                      kill_session, launch_env)
 from lbsgd import checkpoint as ckpt
 from lbsgd import faults
 
@@ -164,7 +165,7 @@ def test_stall_timeout_knob_is_validated(monkeypatch):
 def _one_line(proc):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, (proc.returncode, proc.stderr[-3000:])
-    assert "[1,0]" not in proc.stdout + proc.stderr          # refused before any rank started
+    assert_no_rank_started(proc)      # refused before any rank started (all_ranks=True jobs)
     return lines[0]
 
 
@@ -189,7 +190,7 @@ def test_second_job_into_a_live_run_dir_is_refused_naming_the_holder(tmp_path):
         for extra in ((), ("--overwrite",)):
             t0 = time.time()
             second = horovodrun(2, *TRAIN, "--epochs=3", f"--run_dir={run_dir}", *extra,
-                                check=False)
+                                check=False, all_ranks=True)
             line = _one_line(second)
             assert "in use by another job" in line and f"pid {holder}" in line
             assert time.time() - t0 < 30
@@ -211,7 +212,7 @@ def test_second_job_into_a_live_run_dir_is_refused_naming_the_holder(tmp_path):
 def test_resume_refuses_a_changed_trajectory_and_writes_nothing(finished_run, flag, field):
     before = _snapshot(finished_run)
     proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, *TRAIN, "--resume", flag,
-                           f"--run_dir={finished_run}"], cwd=ROOT, env=launch_env(),
+                           f"--run_dir={finished_run}"], cwd=ROOT, env=launch_env(True),
                           capture_output=True, text=True, timeout=120)
     line = _one_line(proc)
     assert f"{field} " in line and "--allow_change=" in line
@@ -234,7 +235,7 @@ def test_resume_with_allow_change_is_recorded(finished_run, tmp_path):
 
 def test_resume_of_a_missing_run_is_an_error(tmp_path):
     proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, *TRAIN, "--resume",
-                           f"--run_dir={tmp_path}/nothing"], cwd=ROOT, env=launch_env(),
+                           f"--run_dir={tmp_path}/nothing"], cwd=ROOT, env=launch_env(True),
                           capture_output=True, text=True, timeout=120)
     assert "must hold a run to resume" in _one_line(proc)
     assert not (tmp_path / "nothing").exists()
@@ -247,7 +248,7 @@ def test_corrupt_checkpoint_names_the_file_and_offers_the_previous_one(finished_
     assert (run_dir / "checkpoint.prev.npz").is_file()        # epoch 1, kept by epoch 2's save
     (run_dir / "checkpoint.npz").write_bytes(b"not a zip file")
     proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, *TRAIN, "--resume",
-                           f"--run_dir={run_dir}"], cwd=ROOT, env=launch_env(),
+                           f"--run_dir={run_dir}"], cwd=ROOT, env=launch_env(True),
                           capture_output=True, text=True, timeout=120)
     line = _one_line(proc)
     assert f"'{run_dir / 'checkpoint.npz'}'" in line and "damaged or truncated" in line
