@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -111,23 +112,42 @@ def root():
     return ROOT
 
 
+def start_job(np_, *program, hosts=None, env=None, output=subprocess.PIPE):
+    """Starts `launch/run.sh -np N [-H hosts] python program...` in a session of its own
+    (kill_session ends it all); returns the Popen."""
+    cmd = [LAUNCH, "-np", str(np_), *(["-H", hosts] if hosts else []), sys.executable, *program]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env or launch_env(), stdout=output,
+                            stderr=output, text=True, start_new_session=True)
+
+
+def wait_while_running(proc, ready, what, timeout=300, poll=0.1):
+    """Polls `ready()` while the job `proc` runs and returns its first true value; fails
+    naming `what` when the job ends or `timeout` seconds pass first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        value = ready()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"{what}: not reached (job exit code {proc.poll()}, "
+                         f"waited up to {timeout} s)")
+
+
+def epochs_done(run_dir):
+    """Epochs in the run's checkpoint (0 before the first one)."""
+    from lbsgd import checkpoint as ckpt
+
+    path = os.path.join(run_dir, ckpt.CHECKPOINT_NAME)
+    return ckpt.read_state(path)["epochs_done"] if os.path.isfile(path) else 0
+
+
 def kill_after_checkpoint(program, run_dir, min_epochs, timeout=600):
     """Starts `launch/run.sh -np 2 python program...`, SIGKILLs every process once the
     run's checkpoint holds >= min_epochs epochs; returns the epochs it holds."""
-    import time
-
-    from lbsgd import checkpoint as ckpt
-
-    cmd = [LAUNCH, "-np", "2", sys.executable, *program]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=launch_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    path = os.path.join(run_dir, ckpt.CHECKPOINT_NAME)
-    deadline = time.time() + timeout
+    proc = start_job(2, *program, output=subprocess.DEVNULL)
     try:
-        while time.time() < deadline and proc.poll() is None:
-            if os.path.isfile(path) and ckpt.read_state(path)["epochs_done"] >= min_epochs:
-                break
-            time.sleep(0.05)
+        wait_while_running(proc, lambda: epochs_done(run_dir) >= min_epochs,
+                           f"a checkpoint of epoch {min_epochs}", timeout, poll=0.05)
     finally:
         job = job_pids(proc.pid)      # the whole tree, taken before anything dies
         kill_session(proc.pid)
@@ -139,4 +159,4 @@ def kill_after_checkpoint(program, run_dir, min_epochs, timeout=600):
             break
         time.sleep(0.1)
     assert not alive, f"processes survived SIGKILL: {alive}"
-    return ckpt.read_state(path)["epochs_done"]
+    return epochs_done(run_dir)

@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import (LAUNCH, ROOT, _alive, assert_no_rank_started, horovodrun, job_pids,
-                      kill_session, launch_env)
+from conftest import (LAUNCH, ROOT, _alive, assert_no_rank_started, epochs_done, horovodrun,
+                      job_pids, kill_session, launch_env, start_job, wait_while_running)
 from lbsgd import checkpoint as ckpt
 from lbsgd import faults
 
@@ -26,23 +26,12 @@ TRAIN = ("-m", "lbsgd.train", "--config", "configs/digits_resnet.py", "--model.n
 
 
 def _start(*args, env=None):
-    cmd = [LAUNCH, "-np", "2", sys.executable, *TRAIN, *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env or launch_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def _epochs_done(run_dir):
-    path = os.path.join(run_dir, ckpt.CHECKPOINT_NAME)
-    return ckpt.read_state(path)["epochs_done"] if os.path.isfile(path) else 0
+    return start_job(2, *TRAIN, *args, env=env)
 
 
 def _wait_for_epochs(proc, run_dir, epochs, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if _epochs_done(run_dir) >= epochs:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"no checkpoint of epoch {epochs} (exit {proc.poll()})")
+    wait_while_running(proc, lambda: epochs_done(run_dir) >= epochs,
+                       f"a checkpoint of epoch {epochs}", timeout)
 
 
 def _rank_pids(launcher_pid):
@@ -122,7 +111,7 @@ def test_a_stopped_rank_ends_the_job_in_bounded_time(tmp_path, stopped_rank):
     assert f"rank {stopped_rank} (pid {pid}, stopped)" in err, err[-3000:]
     assert "made no progress" in err
     assert not _alive(pid)
-    assert _epochs_done(run_dir) >= 1                    # the last checkpoint is intact
+    assert epochs_done(run_dir) >= 1                    # the last checkpoint is intact
 
 
 def test_sigterm_to_the_launcher_stops_every_rank_and_resume_continues(tmp_path):
@@ -146,7 +135,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_and_resume_continues(tmp_path)
     assert proc.returncode == 143
     assert seconds < 30
     assert not [p for p in job if _alive(p)], "processes outlived the launcher"
-    done = _epochs_done(run_dir)
+    done = epochs_done(run_dir)
     assert 2 <= done < 6
     horovodrun(2, *TRAIN, "--resume", f"--run_dir={run_dir}")
     with open(os.path.join(run_dir, "history.csv")) as f:

@@ -21,7 +21,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import LAUNCH, ROOT, assert_no_rank_started, kill_session, launch_env
+from conftest import (LAUNCH, ROOT, assert_no_rank_started, kill_session, launch_env,
+                      start_job, wait_while_running)
 from lbsgd import checkpoint as ckpt
 
 CLUSTER = os.path.join(ROOT, "launch", "cluster.sh")
@@ -187,20 +188,17 @@ def lost_host_run(cluster, tmp_path_factory):
     its first heartbeat in epoch 2 until the cable is out, so the fault is mid-epoch however
     fast the epoch runs."""
     run_dir = tmp_path_factory.mktemp("lost_host") / "run"
-    cmd = [LAUNCH, "-np", "2", "-H", HOSTS, sys.executable, *PHANTOM, f"--run_dir={run_dir}"]
     started = time.time()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=launch_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = start_job(2, *PHANTOM, f"--run_dir={run_dir}", hosts=HOSTS)
+
+    def in_epoch_2():
+        beat = _rank0_heartbeat(started)
+        return beat if beat.get("where", "").startswith("epoch 2 step") else None
+
     beat = {}
     try:
-        deadline = time.time() + 600
-        while time.time() < deadline and proc.poll() is None:
-            beat = _rank0_heartbeat(started)
-            if beat.get("where", "").startswith("epoch 2 step"):
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None and beat.get("where", "").startswith("epoch 2 step"), \
-            f"the job never reached epoch 2 (exit {proc.poll()}, last heartbeat {beat})"
+        beat = wait_while_running(proc, in_epoch_2, "rank 0's heartbeat in epoch 2", 600,
+                                  poll=0.02)
         os.kill(beat["pid"], signal.SIGSTOP)
         try:
             epochs_at_fault = ckpt.read_state(str(run_dir / "checkpoint.npz"))["epochs_done"]
