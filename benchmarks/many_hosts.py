@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.many_hosts --suite full     # the measurement (root; ~1 h)
     .venv/bin/python -m benchmarks.many_hosts --suite smoke    # checks the command (~10 min)
+    .venv/bin/python -m benchmarks.many_hosts --rewrite benchmarks/results/many_hosts.json
 
 Brings up launch/cluster.sh's namespace cluster of 2 hosts, each pinned to its own half of
 this machine's cores (--cpus-per-host), and measures, every number in this one run:
@@ -127,7 +128,17 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results",
                                                       "many_hosts"),
                         help="result path without extension (default %(default)s)")
+    parser.add_argument("--rewrite", metavar="JSON",
+                        help="measure nothing: recompute the report of a stored result "
+                        "(its .json and .md) with the current lbsgd.scaling")
     args = parser.parse_args(argv)
+    if args.rewrite:
+        if not args.rewrite.endswith(".json") or not os.path.isfile(args.rewrite):
+            parser.error(f"argument --rewrite must be a result .json file. "
+                         f"Received: --rewrite {args.rewrite}")
+        with open(args.rewrite) as f:
+            write_report(json.load(f), args.rewrite[:-len(".json")])
+        return 0
     links = [x for x in args.links.split(",") if x]
     import re
     bad = [x for x in links if not re.fullmatch(r"[0-9]+[kmg]?bit", x)]
@@ -154,7 +165,6 @@ def main(argv=None) -> int:
     def log(msg):
         print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
 
-    from lbsgd import scaling
     _cluster("up", str(len(HOSTS)), "--cpus-per-host", str(cpus))
     try:
         res["single_host"], res["compute_only"] = [], []
@@ -181,21 +191,29 @@ def main(argv=None) -> int:
             res["links"].append(entry)
     finally:
         _cluster("down")
+    write_report(res, args.out)
+    log(f"wrote {args.out}.json and {args.out}.md")
+    return 0
+
+
+def write_report(res: dict, out: str) -> None:
+    """lbsgd.scaling's report of the measurements `res` into `out`.json and `out`.md."""
+    from lbsgd import scaling
+
     res["report"] = scaling.many_hosts_report(res)
     table = scaling.format_many_hosts(res["report"])
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out + ".json", "w") as f:
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out + ".json", "w") as f:
         json.dump(res, f, indent=1)
-    with open(args.out + ".md", "w") as f:
-        f.write(f"# Many hosts on a shaped network ({args.suite})\n\n`{command}` "
-                f"({res['date']}, commit {res['commit']}; {len(HOSTS)} namespace hosts x "
-                f"{cpus} core(s) of a {cores}-core machine, one rank per host; median of "
-                f"{repeats} runs)\n\n{table}\n\nCompute only ({len(HOSTS)} hosts, no "
+    hosts, cpus = res["hosts"], res["cpus_per_host"]
+    with open(out + ".md", "w") as f:
+        f.write(f"# Many hosts on a shaped network ({res['suite']})\n\n`{res['command']}` "
+                f"({res['date']}, commit {res['commit']}; {hosts} namespace hosts x "
+                f"{cpus} core(s) of a {res['cores']}-core machine, one rank per host; median "
+                f"of {res['repeats']} runs)\n\n{table}\n\nCompute only ({hosts} hosts, no "
                 "exchange): " + ", ".join(f"{r['model']} {r['images_per_second']:.2f} img/s"
                                           for r in res["compute_only"]) + "\n")
     print(table)
-    log(f"wrote {args.out}.json and {args.out}.md")
-    return 0
 
 
 if __name__ == "__main__":

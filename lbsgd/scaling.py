@@ -197,50 +197,66 @@ def many_hosts_report(results: dict, project=(16, 64)) -> list[dict]:
 
     For each link setting and model: the model of the network is t_sample = one host's
     seconds per step / local batch (t0 = 0, one rank per host), the gradient bytes M of
-    the model, and the latency, bandwidth measured by `benchmarks.allreduce` through that link;
-    no overlap (a grouped allreduce after backprop). Gives the predicted and measured
-    images/s of the benchmark's hosts, the error, and the projection to `project` hosts.
+    the model, and the latency and bandwidth measured by `benchmarks.allreduce` through
+    that link; no overlap (a grouped allreduce after backprop). Gives the predicted and
+    measured images/s of the benchmark's hosts, the error, and the projection to `project`
+    hosts. Where the result holds the hosts' step time computing together without any
+    exchange ("compute_only"), the same prediction from that step time is given too
+    ("predicted_from_compute_only"): its error is the network model's alone, without what
+    hosts sharing one machine cost each other.
     """
     hosts = int(results["hosts"])
     single = {r["model"]: r for r in results["single_host"]}
+    together = {r["model"]: r for r in results.get("compute_only", [])}
     rows = []
     for link in results["links"]:
         latency, bandwidth = link["allreduce"]["latency"], link["allreduce"]["bandwidth"]
         for measured in link["throughput"]:
             one = single[measured["model"]]
-            b = int(one["local_batch"])
-            model = ScalingModel.from_machine(0.0, one["seconds_per_step"] / b,
-                                              one["gradient_bytes"], latency, bandwidth)
-            predicted = model.images_per_second(b, hosts)
-            rows.append({
-                "link": link["link"], "model": measured["model"], "local_batch": b,
-                "latency": latency, "bandwidth": bandwidth,
-                "gradient_bytes": one["gradient_bytes"],
-                "single_host_images_per_second": one["images_per_second"],
-                "hosts": hosts, "measured": measured["images_per_second"],
-                "predicted": predicted,
-                "error": predicted / measured["images_per_second"] - 1,
-                "projection": {str(p): {"images_per_second": model.images_per_second(b, p),
-                                        "efficiency": model.efficiency(b, p)}
-                               for p in project}})
+            b, m_bytes = int(one["local_batch"]), one["gradient_bytes"]
+            model = ScalingModel.from_machine(0.0, one["seconds_per_step"] / b, m_bytes,
+                                              latency, bandwidth)
+            row = {"link": link["link"], "model": measured["model"], "local_batch": b,
+                   "latency": latency, "bandwidth": bandwidth, "gradient_bytes": m_bytes,
+                   "single_host_images_per_second": one["images_per_second"],
+                   "hosts": hosts, "measured": measured["images_per_second"],
+                   "predicted": model.images_per_second(b, hosts),
+                   "projection": {str(p): {"images_per_second": model.images_per_second(b, p),
+                                           "efficiency": model.efficiency(b, p)}
+                                  for p in project}}
+            row["error"] = row["predicted"] / row["measured"] - 1
+            if measured["model"] in together:
+                step = together[measured["model"]]["seconds_per_step"]
+                row["compute_only_images_per_second"] = hosts * b / step
+                row["predicted_from_compute_only"] = ScalingModel.from_machine(
+                    0.0, step / b, m_bytes, latency, bandwidth).images_per_second(b, hosts)
+                row["error_from_compute_only"] = (row["predicted_from_compute_only"] /
+                                                  row["measured"] - 1)
+            rows.append(row)
     return rows
 
 
 def format_many_hosts(rows) -> str:
     """The README table of :func:`many_hosts_report` (Markdown)."""
     projected = list(rows[0]["projection"]) if rows else []
+    hosts = rows[0]["hosts"] if rows else 2
     head = ("| link | latency | bandwidth | model (local batch) | 1 host img/s | "
-            f"{rows[0]['hosts'] if rows else 2} hosts measured | predicted | error | " +
+            f"{hosts} hosts measured | predicted | error | predicted from {hosts}-host "
+            "compute | error | " +
             " | ".join(f"{p} hosts (efficiency)" for p in projected) + " |")
-    lines = [head, "|" + " --- |" * (8 + len(projected))]
+    lines = [head, "|" + " --- |" * (10 + len(projected))]
     for r in rows:
         cells = " | ".join(f"{q['images_per_second']:.1f} ({100 * q['efficiency']:.0f}%)"
                            for q in r["projection"].values())
+        together = (f"{r['predicted_from_compute_only']:.2f} | "
+                    f"{100 * r['error_from_compute_only']:+.1f}%"
+                    if "predicted_from_compute_only" in r else "- | -")
         lines.append(f"| {r['link']} | {r['latency'] * 1e6:.0f} us | "
                      f"{r['bandwidth'] / 1e9:.3f} GB/s | "
                      f"{r['model']} ({r['local_batch']}) | "
                      f"{r['single_host_images_per_second']:.2f} | {r['measured']:.2f} | "
-                     f"{r['predicted']:.2f} | {100 * r['error']:+.1f}% | {cells} |")
+                     f"{r['predicted']:.2f} | {100 * r['error']:+.1f}% | {together} | "
+                     f"{cells} |")
     return "\n".join(lines)
 
 
