@@ -209,8 +209,8 @@ def write_report(res: dict, out: str) -> None:
     with open(out + ".md", "w") as f:
         f.write(f"# Many hosts on a shaped network ({res['suite']})\n\n`{res['command']}` "
                 f"({res['date']}, commit {res['commit']}; {hosts} namespace hosts x "
-                f"{cpus} core(s) of a {res['cores']}-core machine, one rank per host; median "
-                f"of {res['repeats']} runs)\n\n{table}\n\nCompute only ({hosts} hosts, no "
+                f"{cpus} core(s) of a {res['cores']}-core machine, one rank per host; images/s "
+                f"as the median (range) of {res['repeats']} runs)\n\n{table}\n\nCompute only ({hosts} hosts, no "
                 "exchange): " + ", ".join(f"{r['model']} {r['images_per_second']:.2f} img/s"
                                           for r in res["compute_only"]) + "\n")
     print(table)

@@ -219,7 +219,11 @@ def many_hosts_report(results: dict, project=(16, 64)) -> list[dict]:
             row = {"link": link["link"], "model": measured["model"], "local_batch": b,
                    "latency": latency, "bandwidth": bandwidth, "gradient_bytes": m_bytes,
                    "single_host_images_per_second": one["images_per_second"],
+                   "single_host_runs": one.get("images_per_second_runs",
+                                               [one["images_per_second"]]),
                    "hosts": hosts, "measured": measured["images_per_second"],
+                   "measured_runs": measured.get("images_per_second_runs",
+                                                 [measured["images_per_second"]]),
                    "predicted": model.images_per_second(b, hosts),
                    "projection": {str(p): {"images_per_second": model.images_per_second(b, p),
                                            "efficiency": model.efficiency(b, p)}
@@ -236,8 +240,15 @@ def many_hosts_report(results: dict, project=(16, 64)) -> list[dict]:
     return rows
 
 
+def _spread(median: float, runs) -> str:
+    """"211.92 (189.42-223.74)": the median and the range of the runs, when there are several."""
+    return (f"{median:.2f} ({min(runs):.2f}-{max(runs):.2f})" if len(runs) > 1
+            else f"{median:.2f}")
+
+
 def format_many_hosts(rows) -> str:
-    """The README table of :func:`many_hosts_report` (Markdown)."""
+    """The README table of :func:`many_hosts_report` (Markdown): images/s as the median and
+    the range of the runs."""
     projected = list(rows[0]["projection"]) if rows else []
     hosts = rows[0]["hosts"] if rows else 2
     head = ("| link | latency | bandwidth | model (local batch) | 1 host img/s | "
@@ -254,7 +265,8 @@ def format_many_hosts(rows) -> str:
         lines.append(f"| {r['link']} | {r['latency'] * 1e6:.0f} us | "
                      f"{r['bandwidth'] / 1e9:.3f} GB/s | "
                      f"{r['model']} ({r['local_batch']}) | "
-                     f"{r['single_host_images_per_second']:.2f} | {r['measured']:.2f} | "
+                     f"{_spread(r['single_host_images_per_second'], r['single_host_runs'])} | "
+                     f"{_spread(r['measured'], r['measured_runs'])} | "
                      f"{r['predicted']:.2f} | {100 * r['error']:+.1f}% | {together} | "
                      f"{cells} |")
     return "\n".join(lines)

@@ -114,10 +114,13 @@ def test_many_hosts_report_predicts_two_hosts_from_one():
     assert "predicted_from_compute_only" not in row and "| - | - |" in table
     # the two hosts computing together without exchange: 0.6 s per step
     results["compute_only"] = [{"model": "resnet50", "seconds_per_step": 0.6}]
+    results["links"][0]["throughput"][0]["images_per_second_runs"] = [10.0, 11.0, 12.5]
     (row,) = S.many_hosts_report(results)
     together = 16 / (0.6 + 2 * 5e-4 + 1e8 / 1.25e8)
     assert row["compute_only_images_per_second"] == pytest.approx(16 / 0.6)
     assert row["predicted_from_compute_only"] == pytest.approx(together)
     assert row["error_from_compute_only"] == pytest.approx(together / 11.0 - 1)
     assert row["predicted"] == pytest.approx(16 / step2)            # unchanged
-    assert f"| {together:.2f} | {100 * (together / 11 - 1):+.1f}% |" in S.format_many_hosts([row])
+    table = S.format_many_hosts([row])
+    assert f"| {together:.2f} | {100 * (together / 11 - 1):+.1f}% |" in table
+    assert "| resnet50 (8) | 16.00 | 11.00 (10.00-12.50) |" in table      # median (range)
