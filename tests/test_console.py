@@ -138,7 +138,9 @@ def test_all_ranks_keeps_every_ranks_tagged_output(tmp_path):
     """LBSGD_ALL_RANKS=1 shows each rank's lines with mpirun's tags: the refusal tests rely on
     it (assert_no_rank_started) to tell that no rank ran."""
     program = tmp_path / "hello.py"
-    program.write_text("import os\nprint('hello from rank', os.environ['OMPI_COMM_WORLD_RANK'])\n")
+    # one write per line: mpirun tags every piece a rank writes, and this mode shows them raw
+    program.write_text("import os\nrank = os.environ['OMPI_COMM_WORLD_RANK']\n"
+                       "os.write(1, f'hello from rank {rank}\\n'.encode())\n")
     proc = horovodrun(2, str(program), all_ranks=True, timeout=300)
     assert "[1,0]<stdout>:hello from rank 0" in proc.stdout
     assert "[1,1]<stdout>:hello from rank 1" in proc.stdout
