@@ -333,11 +333,15 @@ python -m lbsgd.scaling --machine benchmarks/results/quick.json --bandwidth 1.25
         print()
         try:
             with open(args.many_hosts) as f:
-                print(f"Many hosts ({args.many_hosts}): predicted from one host and the "
-                      "measured latency, bandwidth")
+                print(f"Many hosts ({args.many_hosts}): predicted from one host's step "
+                      "(and from the hosts' step computing together) with the measured "
+                      "latency and bandwidth")
                 print(format_many_hosts(many_hosts_report(json.load(f))))
-        except (OSError, ValueError, KeyError) as e:
+        except OSError as e:
             parser.error(f"--many_hosts {args.many_hosts}: {e}")
+        except (ValueError, KeyError) as e:
+            parser.error(f"--many_hosts {args.many_hosts}: not a benchmarks.many_hosts "
+                         f"result ({type(e).__name__}: {e})")
     return 0
 
 

@@ -1,5 +1,7 @@
 """The scaling model (Codreanu et al. V-A, Tables V, XII): formulas, fit, held-out error."""
 
+import os
+
 import pytest
 
 from lbsgd import scaling as S
@@ -124,3 +126,22 @@ def test_many_hosts_report_predicts_two_hosts_from_one():
     table = S.format_many_hosts([row])
     assert f"| {together:.2f} | {100 * (together / 11 - 1):+.1f}% |" in table
     assert "| resnet50 (8) | 16.00 | 11.00 (10.00-12.50) |" in table      # median (range)
+
+
+def test_scaling_cli_with_many_hosts_results(tmp_path, capsys):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = os.path.join(root, "benchmarks", "results", "many_hosts.json")   # the committed one
+    assert S.main(["--many_hosts", result]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "bit |" in line]
+    assert len(rows) == 4
+    with open(os.path.join(root, "README.md")) as f:
+        readme = f.read()
+    for row in rows:                                   # the README shows this very table
+        assert row in readme, row
+    for name, text in (("notjson.json", "{"), ("other.json", '{"suite": "quick"}')):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SystemExit) as exit_:
+            S.main(["--many_hosts", str(tmp_path / name)])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"--many_hosts {tmp_path / name}: not a benchmarks.many_hosts result (" in err
