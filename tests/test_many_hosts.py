@@ -3,7 +3,8 @@
 One 2-host cluster (network namespaces lbsgd-h1 and lbsgd-h2 on a private bridge, an
 sshd each, horovodrun launching over ssh, MPI and Gloo talking TCP through the bridge)
 serves the whole module and is taken down at its end, also when a test fails. Skipped,
-with the reason printed, where namespaces cannot be made (not root, no `ip netns`).
+with the reason printed, where namespaces cannot be made (not root, no `ip netns`);
+under LBSGD_REQUIRE_NAMESPACES=1 (.ci/run) that is a failure instead.
 
 Runs are short (2-3 epochs of tiny models) and reused between tests.
 """
@@ -60,6 +61,8 @@ def _cluster(*args, timeout=120):
 @pytest.fixture(scope="module")
 def cluster():
     reason = _skip_reason()
+    if reason and os.environ.get("LBSGD_REQUIRE_NAMESPACES") == "1":   # set by .ci/run
+        pytest.fail(f"LBSGD_REQUIRE_NAMESPACES=1, but {reason}")
     if reason:
         print(f"\ntests/test_many_hosts.py skipped: {reason}")
         pytest.skip(reason)
