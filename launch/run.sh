@@ -137,12 +137,12 @@ remote_cleanup() {
   [[ " ${prog[*]} " == *" lbsgd.train "* ]] && resume=" lbsgd.train's last checkpoint is intact: --resume continues it on the hosts left (README: Many hosts)."
   for host in "${lost[@]}"; do
     if getent ahostsv4 "$host" >/dev/null 2>&1; then
-      echo "launch/run.sh: error: lost host $host: it does not answer over ssh within 5 s (link down, partition or host down); the job ended with exit code $1.$resume" >&"$launcher_err"
+      echo "launch/run.sh: error: lost host $host: it does not answer over ssh within 5 s (link down, partition or host down); the job ended with exit code $1.$resume" >&2
     else
       echo "launch/run.sh: error: host $host: its name does not resolve; the job ended with exit code $1." >&2
     fi
   done
-}
+} 2>&"$launcher_err"   # its messages bypass the console filters (see below)
 
 # Console: the user sees rank 0's output (and horovodrun's/mpirun's own) without the
 # "[1,0]<stdout>:" tags mpirun adds; the other ranks' output goes to a temporary file whose

@@ -18,12 +18,10 @@ import numpy as np
 from lbsgd import rundir
 
 CHECKPOINT_NAME = rundir.CHECKPOINT
-RUN_FILES = rundir.RUN_FILES
 # The atomic writers live with the run directory; re-exported for the callbacks.
 atomic_write_bytes = rundir.atomic_write_bytes
 atomic_write_text = rundir.atomic_write_text
 atomic_write_json = rundir.atomic_write_json
-strict_json = rundir.strict_json
 remove_stale_temporaries = rundir.remove_stale_temporaries
 atomic_write_arrays = rundir.atomic_write_arrays
 

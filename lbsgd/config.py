@@ -721,8 +721,6 @@ class TrainConfig:
             _require(all(e < self.epochs for e in self.schedule.weight_decay_epochs),
                      "schedule.weight_decay_epochs", self.schedule.weight_decay_epochs,
                      f"must be < epochs={self.epochs}")
-        else:
-            self.schedule.ensemble.timing(self.epochs)
 
     def validate_for(self, num_ranks: int) -> None:
         """Checks what depends on the job size."""

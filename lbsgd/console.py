@@ -150,6 +150,8 @@ class EpochProgress(keras.callbacks.Callback):
             self._write(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}\n")
 
     def on_train_batch_end(self, batch, logs=None):
+        if not self._on:
+            return
         now = time.perf_counter()
         self._seen = batch + 1
         if self._t_first is None:

@@ -292,14 +292,14 @@ class RunDir:
         self.check_unlocked()
         raise ConfigError(f"Field `run_dir` could not be locked. Received: run_dir={self.path!r}")
 
-    def check_can_start(self, resume: bool, overwrite: bool) -> None:
+    def check_can_start(self, resume: bool, overwrite: bool) -> dict | None:
         """ConfigError unless a job may start here: unlocked, and an earlier run only with
         --resume or --overwrite (cheap: the launcher calls it before any rank starts; a
-        lock of another host is judged by rank 0, see check_unlocked)."""
+        lock of another host is judged by rank 0, see check_unlocked). With `resume`,
+        returns the verified checkpoint's state."""
         self.check_unlocked(other_hosts=False)
         self._check_earlier_run(resume, overwrite)
-        if resume:
-            read_checkpoint_state(self.checkpoint, verify=True)
+        return read_checkpoint_state(self.checkpoint, verify=True) if resume else None
 
     def _check_earlier_run(self, resume: bool, overwrite: bool) -> bool:
         """Whether an earlier run is here; ConfigError if so without --resume or --overwrite."""

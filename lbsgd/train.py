@@ -116,11 +116,10 @@ def main(argv=None) -> int:
         cfg.validate_for(size)
         config_lib.check_data_files(cfg.data)
         from lbsgd import rundir
-        rundir.RunDir(run_dir).check_can_start(FLAGS.resume, FLAGS.overwrite)
+        state = rundir.RunDir(run_dir).check_can_start(FLAGS.resume, FLAGS.overwrite)
         if FLAGS.resume:   # the world-size policy: the global batch must divide over the ranks
             from lbsgd import resize
-            resize.check_resume(rundir.read_checkpoint_state(os.path.join(
-                run_dir, rundir.CHECKPOINT)), cfg, size)
+            resize.check_resume(state, cfg, size)
     except config_lib.ConfigError as err:
         return _error(err)
     if FLAGS.validate_only:

@@ -26,10 +26,10 @@ ROOT = os.path.dirname(HERE)
 NOTEBOOKS = ("01_schedules", "02_adaptive_batch", "03_collapsed_ensemble", "04_launch_ranks")
 
 
-def execute(name: str, out_path: str, timeout: int = 900) -> float:
+def execute(name: str, out_path: str, timeout: int = 900, env: dict | None = None) -> float:
     """Runs notebooks/<name>.ipynb with the notebooks directory as its working directory;
-    writes the executed notebook to `out_path`; returns the seconds it took. The kernel
-    inherits this process's environment (LBSGD_FIGURES, LBSGD_RUNS)."""
+    writes the executed notebook to `out_path`; returns the seconds it took. The kernel's
+    environment is `env` (LBSGD_FIGURES, LBSGD_RUNS), else this process's."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -37,7 +37,7 @@ def execute(name: str, out_path: str, timeout: int = 900) -> float:
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": HERE}})
     start = time.perf_counter()
-    client.execute()
+    client.execute(env=dict(os.environ if env is None else env))
     seconds = time.perf_counter() - start
     nbformat.write(nb, out_path)
     return seconds
@@ -55,16 +55,18 @@ def main(argv=None) -> int:
     unknown = [n for n in args.names if n not in NOTEBOOKS]
     if unknown:
         parser.error(f"unknown notebook {unknown[0]!r} (one of {', '.join(NOTEBOOKS)})")
-    scratch = args.out or tempfile.mkdtemp(prefix="lbsgd_notebooks_")
-    os.makedirs(scratch, exist_ok=True)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ["LBSGD_RUNS"] = os.path.join(ROOT if args.refresh else scratch, "runs")
-    os.environ["LBSGD_FIGURES"] = (os.path.join(HERE, "figures") if args.refresh
-                                   else os.path.join(scratch, "figures"))
+    if args.refresh:
+        out_dir, runs, figures = HERE, os.path.join(ROOT, "runs"), os.path.join(HERE, "figures")
+    else:
+        out_dir = args.out or tempfile.mkdtemp(prefix="lbsgd_notebooks_")
+        os.makedirs(out_dir, exist_ok=True)
+        runs, figures = os.path.join(out_dir, "runs"), os.path.join(out_dir, "figures")
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ, "LBSGD_RUNS": runs,
+           "LBSGD_FIGURES": figures}
     for name in args.names or NOTEBOOKS:
-        out = os.path.join(HERE if args.refresh else scratch, f"{name}.ipynb")
-        print(f"{name}: {execute(name, out):.1f} s -> {out}", flush=True)
-    print(f"figures: {os.environ['LBSGD_FIGURES']}; runs: {os.environ['LBSGD_RUNS']}")
+        out = os.path.join(out_dir, f"{name}.ipynb")
+        print(f"{name}: {execute(name, out, env=env):.1f} s -> {out}", flush=True)
+    print(f"figures: {figures}; runs: {runs}")
     return 0
 
 

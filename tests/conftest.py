@@ -36,11 +36,26 @@ def assert_no_rank_started(proc):
     assert not RANK_TAG.search(out), f"a rank started:\n{out[-3000:]}"
 
 
-def horovodrun(np_, *program, timeout=900, check=True, all_ranks=False, **kwargs):
-    """Runs `launch/run.sh -np N python ...`; returns the CompletedProcess."""
-    cmd = [LAUNCH, "-np", str(np_), sys.executable, *program]
-    proc = subprocess.run(cmd, cwd=ROOT, env=launch_env(all_ranks), capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+def run_python(*args, cwd=ROOT, timeout=120):
+    """`python args...` as one process (no launcher) with launch_env; the CompletedProcess."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=launch_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _launch_cmd(np_, program, hosts=None, extra=()):
+    """`launch/run.sh -np N [-H hosts] [extra...] python program...`"""
+    return [LAUNCH, "-np", str(np_), *(["-H", hosts] if hosts else []), *extra,
+            sys.executable, *program]
+
+
+def horovodrun(np_, *program, timeout=900, check=True, all_ranks=False, hosts=None, extra=(),
+               env=None):
+    """Runs `launch/run.sh -np N [-H hosts] [extra...] python ...` (env: launch_env's unless
+    given); returns the CompletedProcess, failing with its output unless it exits 0 or
+    `check` is false."""
+    cmd = _launch_cmd(np_, program, hosts, extra)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env or launch_env(all_ranks),
+                          capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n"
                              f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
@@ -112,12 +127,27 @@ def root():
     return ROOT
 
 
+# A tiny digits model: ResNet-8 on 16x16 images, for tests of the run's machinery.
+TINY_DIGITS = ("-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
+               "--model.name=resnet8", "--data.image_size=16")
+
+
+@pytest.fixture(scope="session")
+def short_run(tmp_path_factory):
+    """One finished 2-rank, 2-epoch run of TINY_DIGITS in a directory named "run", shared
+    read-only by the console and fault tests: (run directory, its CompletedProcess)."""
+    run_dir = tmp_path_factory.mktemp("short") / "run"
+    proc = horovodrun(2, *TINY_DIGITS, "--epochs=2", "--schedule.warmup_epochs=1",
+                      f"--run_dir={run_dir}")
+    return run_dir, proc
+
+
 def start_job(np_, *program, hosts=None, env=None, output=subprocess.PIPE):
     """Starts `launch/run.sh -np N [-H hosts] python program...` in a session of its own
     (kill_session ends it all); returns the Popen."""
-    cmd = [LAUNCH, "-np", str(np_), *(["-H", hosts] if hosts else []), sys.executable, *program]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env or launch_env(), stdout=output,
-                            stderr=output, text=True, start_new_session=True)
+    return subprocess.Popen(_launch_cmd(np_, program, hosts), cwd=ROOT, env=env or launch_env(),
+                            stdout=output, stderr=output, text=True,
+                            start_new_session=True)
 
 
 def wait_while_running(proc, ready, what, timeout=300, poll=0.1):

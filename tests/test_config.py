@@ -1,11 +1,8 @@
 """Config validation: bad values fail early with one line naming the field and value."""
 
-import subprocess
-import sys
-
 import pytest
 
-from conftest import LAUNCH, ROOT, assert_no_rank_started, launch_env
+from conftest import ROOT, assert_no_rank_started, horovodrun, run_python
 from lbsgd import config as C
 
 
@@ -61,19 +58,16 @@ def _one_error_line(proc, field, value):
 
 
 def test_cli_rejects_bad_value_in_one_line(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
-         "--batch_size=-64", f"--run_dir={tmp_path}/run"],
-        cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=120)
+    proc = run_python("-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
+                      "--batch_size=-64", f"--run_dir={tmp_path}/run")
     _one_error_line(proc, "batch_size", "-64")
     assert not (tmp_path / "run").exists()      # nothing written
 
 
 def test_launcher_rejects_unknown_dataset_before_ranks_start(tmp_path):
-    proc = subprocess.run(
-        [LAUNCH, "-np", "2", sys.executable, "-m", "lbsgd.train", "--config",
-         "configs/digits_resnet.py", "--data.name=mnist", f"--run_dir={tmp_path}/run"],
-        cwd=ROOT, env=launch_env(all_ranks=True), capture_output=True, text=True, timeout=120)
+    proc = horovodrun(2, "-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
+                      "--data.name=mnist", f"--run_dir={tmp_path}/run", check=False,
+                      all_ranks=True, timeout=120)
     _one_error_line(proc, "data.name", "'mnist'")
     assert_no_rank_started(proc)
     assert not (tmp_path / "run").exists()
@@ -91,10 +85,8 @@ def test_bad_config_file_values_fail_before_ranks_start(tmp_path, line, field, v
     path = tmp_path / "bad.py"
     path.write_text("from lbsgd.config import *\n"
                     f"def get_config():\n    return TrainConfig(name='bad', {line})\n")
-    proc = subprocess.run(
-        [LAUNCH, "-np", "2", sys.executable, "-m", "lbsgd.train", "--config", str(path),
-         f"--run_dir={tmp_path}/run"],
-        cwd=ROOT, env=launch_env(all_ranks=True), capture_output=True, text=True, timeout=120)
+    proc = horovodrun(2, "-m", "lbsgd.train", "--config", str(path), f"--run_dir={tmp_path}/run",
+                      check=False, all_ranks=True, timeout=120)
     _one_error_line(proc, field, value)
     assert_no_rank_started(proc)
     assert not (tmp_path / "run").exists()
@@ -104,9 +96,7 @@ def test_config_file_with_an_unknown_argument_is_one_line(tmp_path):
     path = tmp_path / "typo.py"
     path.write_text("from lbsgd.config import *\n"
                     "def get_config():\n    return TrainConfig(epoch=3)\n")
-    proc = subprocess.run([sys.executable, "-m", "lbsgd.train", "--config", str(path)],
-                          cwd=ROOT, env=launch_env(), capture_output=True, text=True,
-                          timeout=120)
+    proc = run_python("-m", "lbsgd.train", "--config", str(path))
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "epoch" in lines[0] and str(path) in lines[0]
@@ -118,10 +108,8 @@ def test_config_file_with_an_unknown_argument_is_one_line(tmp_path):
     ([], "digits_resnet"),                                        # the config's own name
 ])
 def test_run_name_from_name_else_run_directory(tmp_path, flags, name):
-    proc = subprocess.run(
-        [sys.executable, "-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
-         "--validate_only", "--overwrite", *[f.format(tmp=tmp_path) for f in flags]],
-        cwd=ROOT, env=launch_env(), capture_output=True, text=True, timeout=120)
+    proc = run_python("-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
+                      "--validate_only", "--overwrite", *[f.format(tmp=tmp_path) for f in flags])
     assert proc.returncode == 0, proc.stderr
     assert f"config {name!r} is valid" in proc.stdout
 

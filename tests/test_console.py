@@ -3,14 +3,12 @@ spurious warnings, clean line ends; other ranks silent unless the job fails."""
 
 import io
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import LAUNCH, ROOT, assert_no_rank_started, horovodrun, launch_env
+from conftest import assert_no_rank_started, horovodrun
 from lbsgd import console
 from lbsgd.rankstreams import RankDemux
 
@@ -96,10 +94,8 @@ def test_rank_demux(chunks, shown, others):
     assert _demux(chunks) == (shown, others)
 
 
-def test_two_rank_console_as_the_user_sees_it(tmp_path):
-    proc = horovodrun(2, "-m", "lbsgd.train", "--config", "configs/digits_resnet.py",
-                      "--model.name=resnet8", "--data.image_size=16", "--epochs=2",
-                      "--schedule.warmup_epochs=1", f"--run_dir={tmp_path / 'run'}")
+def test_two_rank_console_as_the_user_sees_it(short_run):
+    run_dir, proc = short_run         # launch/run.sh -np 2 ... --epochs=2 --run_dir=.../run
     print(proc.stdout)
     both = proc.stdout + proc.stderr
     assert "<stdout>" not in both and "<stderr>" not in both
@@ -112,7 +108,7 @@ def test_two_rank_console_as_the_user_sees_it(tmp_path):
         assert not re.search(r"\b(64|22)\.0000|e[+-]00", line), line
     assert re.fullmatch(r"lbsgd\.train: run: 2 epochs on 2 ranks in \d+\.\d s, "
                         rf"val_accuracy \d\.\d{{4}}, \d+\.\d images/s; run directory "
-                        rf"{re.escape(str(tmp_path / 'run'))}", lines[4]), lines[4]
+                        rf"{re.escape(str(run_dir))}", lines[4]), lines[4]
     assert proc.stdout.endswith("\n")
 
 
@@ -126,8 +122,7 @@ def test_a_failing_rank_reaches_the_user(tmp_path):
         "    print('rank 1: the data directory vanished', file=sys.stderr, flush=True)\n"
         "    sys.exit(3)\n"
         "time.sleep(5)\n")
-    proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, str(program)], cwd=ROOT,
-                          env=launch_env(), capture_output=True, text=True, timeout=300)
+    proc = horovodrun(2, str(program), check=False, timeout=300)
     assert proc.returncode == 3
     assert proc.stdout == "hello from rank 0\n"                # rank 1 never on stdout
     assert "the other ranks' last output" in proc.stderr

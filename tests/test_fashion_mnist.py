@@ -6,13 +6,11 @@ import gzip
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import LAUNCH, ROOT, assert_no_rank_started, horovodrun, launch_env
+from conftest import assert_no_rank_started, horovodrun
 from lbsgd import config as config_lib
 from lbsgd import data
 from lbsgd.config import ConfigError, DataConfig
@@ -109,11 +107,9 @@ def test_missing_files_name_the_path_and_the_package(tmp_path):
     with pytest.raises(ConfigError) as err:
         config_lib.check_data_files(DataConfig(name="fashion_mnist", data_dir=str(tmp_path)))
     assert str(tmp_path) in str(err.value) and "train-images-idx3-ubyte.gz" in str(err.value)
-    proc = subprocess.run(
-        [LAUNCH, "-np", "2", sys.executable, "-m", "lbsgd.train", "--config",
-         "configs/fashion_mnist_resnet.py", f"--data.data_dir={tmp_path}",
-         f"--run_dir={tmp_path}/run"],
-        cwd=ROOT, env=launch_env(all_ranks=True), capture_output=True, text=True, timeout=120)
+    proc = horovodrun(2, "-m", "lbsgd.train", "--config", "configs/fashion_mnist_resnet.py",
+                      f"--data.data_dir={tmp_path}", f"--run_dir={tmp_path}/run", check=False,
+                      all_ranks=True, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "data.data_dir" in lines[0] and "train-images-idx3-ubyte.gz" in lines[0]

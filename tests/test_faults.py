@@ -9,20 +9,18 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import (LAUNCH, ROOT, _alive, assert_no_rank_started, epochs_done, horovodrun,
-                      job_pids, kill_session, launch_env, start_job, wait_while_running)
+from conftest import (TINY_DIGITS, _alive, assert_no_rank_started, epochs_done, horovodrun,
+                      job_pids, kill_session, launch_env, start_job,
+                      wait_while_running)
 from lbsgd import checkpoint as ckpt
 from lbsgd import faults
 
-TRAIN = ("-m", "lbsgd.train", "--config", "configs/digits_resnet.py", "--model.name=resnet8",
-         "--data.image_size=16")
+TRAIN = TINY_DIGITS
 
 
 def _start(*args, env=None):
@@ -159,10 +157,8 @@ def _one_line(proc):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("finished") / "run"
-    horovodrun(2, *TRAIN, "--epochs=2", "--schedule.warmup_epochs=1", f"--run_dir={run_dir}")
-    return run_dir
+def finished_run(short_run):
+    return short_run[0]
 
 
 def _snapshot(run_dir):
@@ -200,9 +196,8 @@ def test_second_job_into_a_live_run_dir_is_refused_naming_the_holder(tmp_path):
                                          ("--config=configs/digits_recipe.py", "schedule.kind")])
 def test_resume_refuses_a_changed_trajectory_and_writes_nothing(finished_run, flag, field):
     before = _snapshot(finished_run)
-    proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, *TRAIN, "--resume", flag,
-                           f"--run_dir={finished_run}"], cwd=ROOT, env=launch_env(True),
-                          capture_output=True, text=True, timeout=120)
+    proc = horovodrun(2, *TRAIN, "--resume", flag, f"--run_dir={finished_run}", check=False,
+                      all_ranks=True, timeout=120)
     line = _one_line(proc)
     assert f"{field} " in line and "--allow_change=" in line
     assert _snapshot(finished_run) == before
@@ -223,9 +218,8 @@ def test_resume_with_allow_change_is_recorded(finished_run, tmp_path):
 
 
 def test_resume_of_a_missing_run_is_an_error(tmp_path):
-    proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, *TRAIN, "--resume",
-                           f"--run_dir={tmp_path}/nothing"], cwd=ROOT, env=launch_env(True),
-                          capture_output=True, text=True, timeout=120)
+    proc = horovodrun(2, *TRAIN, "--resume", f"--run_dir={tmp_path}/nothing", check=False,
+                      all_ranks=True, timeout=120)
     assert "must hold a run to resume" in _one_line(proc)
     assert not (tmp_path / "nothing").exists()
 
@@ -236,9 +230,8 @@ def test_corrupt_checkpoint_names_the_file_and_offers_the_previous_one(finished_
     shutil.copytree(finished_run, run_dir)
     assert (run_dir / "checkpoint.prev.npz").is_file()        # epoch 1, kept by epoch 2's save
     (run_dir / "checkpoint.npz").write_bytes(b"not a zip file")
-    proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, *TRAIN, "--resume",
-                           f"--run_dir={run_dir}"], cwd=ROOT, env=launch_env(True),
-                          capture_output=True, text=True, timeout=120)
+    proc = horovodrun(2, *TRAIN, "--resume", f"--run_dir={run_dir}", check=False,
+                      all_ranks=True, timeout=120)
     line = _one_line(proc)
     assert f"'{run_dir / 'checkpoint.npz'}'" in line and "damaged or truncated" in line
     assert f"mv {run_dir / 'checkpoint.prev.npz'}" in line

@@ -3,12 +3,10 @@
 import dataclasses
 import importlib
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import LAUNCH, ROOT, launch_env
+from conftest import horovodrun, run_python
 from lbsgd import config
 
 
@@ -53,14 +51,9 @@ def test_every_config_field_has_a_description():
                                            "schedule.ensemble", "adaptive", "stop"]
 
 
-def _run(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=launch_env(),
-                          capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_train_help_lists_every_field_with_type_and_default(flag):
-    proc = _run("-m", "lbsgd.train", flag)
+    proc = run_python("-m", "lbsgd.train", flag)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert re.search(r"^  --optimizer\.base_lr=<float> +default: 0\.1$", out, re.M)
@@ -78,17 +71,14 @@ def test_train_help_lists_every_field_with_type_and_default(flag):
 
 
 def test_train_help_shows_the_config_files_values():
-    proc = _run("-m", "lbsgd.train", "--config", "configs/digits_resnet.py", "--help")
+    proc = run_python("-m", "lbsgd.train", "--config", "configs/digits_resnet.py", "--help")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"--optimizer\.base_lr=<float> +default: 0\.1; in the config: 0\.4",
                      proc.stdout)
 
 
 def test_launcher_prints_help_without_starting_ranks():
-    proc = subprocess.run([LAUNCH, "-np", "2", sys.executable, "-m", "lbsgd.train", "--help"],
-                          cwd=ROOT, env=launch_env(), capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    proc = horovodrun(2, "-m", "lbsgd.train", "--help", timeout=120)     # exits 0
     assert "--optimizer.base_lr=<float>" in proc.stdout
     assert "<stdout>" not in proc.stdout and proc.stdout.count("Config fields") == 1
 

@@ -16,13 +16,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import (LAUNCH, ROOT, assert_no_rank_started, kill_session, launch_env,
+from conftest import (ROOT, assert_no_rank_started, horovodrun, kill_session, launch_env,
                       start_job, wait_while_running)
 from lbsgd import checkpoint as ckpt
 
@@ -53,9 +52,13 @@ def _skip_reason():
     return None
 
 
-def _cluster(*args, timeout=120):
+def _cluster(*args, timeout=120, check=True):
     return subprocess.run([CLUSTER, *args], capture_output=True, text=True, timeout=timeout,
-                          check=True)
+                          check=check)
+
+
+def _netns():
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
 @pytest.fixture(scope="module")
@@ -71,19 +74,8 @@ def cluster():
         yield
     finally:
         _cluster("down")
-        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        names = _netns()
         assert "lbsgd-h" not in names, names
-
-
-def _run(np_, hosts, *program, env=None, extra=(), timeout=600, check=True):
-    cmd = [LAUNCH, "-np", str(np_), *(["-H", hosts] if hosts else []), *extra,
-           sys.executable, *program]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env or launch_env(), capture_output=True,
-                          text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n"
-                             f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-4000:]}")
-    return proc
 
 
 def _arrays(path):
@@ -124,7 +116,7 @@ def _read_only_on(host, path):
 @pytest.fixture(scope="module")
 def one_host_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("one_host") / "run"
-    _run(2, None, *DIGITS, f"--run_dir={run_dir}")
+    horovodrun(2, *DIGITS, f"--run_dir={run_dir}", timeout=600)
     return run_dir
 
 
@@ -144,8 +136,8 @@ def test_two_hosts_train_to_the_weights_of_one_host(cluster, one_host_run, tmp_p
     env["LBSGD_INTRA_OP_THREADS"] = "1"
     before = {h: _veth_bytes(h) for h in ("lbsgd-h1", "lbsgd-h2")}
     with _read_only_on("lbsgd-h2", run_dir):
-        proc = _run(2, HOSTS, *DIGITS, f"--run_dir={run_dir}", env=env,
-                    extra=["--gloo"] if controller == "gloo" else [])
+        proc = horovodrun(2, *DIGITS, f"--run_dir={run_dir}", hosts=HOSTS, env=env,
+                          extra=["--gloo"] if controller == "gloo" else [], timeout=600)
     moved = {h: _veth_bytes(h) - before[h] for h in before}
     assert ("2 remote host(s) (lbsgd-h1 lbsgd-h2) over network interface lbsgd0 "
             "(the route to lbsgd-h1)") in proc.stderr
@@ -245,7 +237,7 @@ def test_a_lost_host_ends_the_job_naming_it_and_keeps_the_checkpoint(lost_host_r
 def one_rank_run(cluster, tmp_path_factory):
     """The uninterrupted run at the new size: 1 rank on lbsgd-h1 from the start."""
     run_dir = tmp_path_factory.mktemp("one_rank") / "run"
-    _run(1, "lbsgd-h1:1", *PHANTOM, f"--run_dir={run_dir}")
+    horovodrun(1, *PHANTOM, f"--run_dir={run_dir}", hosts="lbsgd-h1:1", timeout=600)
     return run_dir
 
 
@@ -261,7 +253,8 @@ def test_resume_on_fewer_ranks_matches_an_uninterrupted_run_at_the_new_size(
     policy (another batch, data order or schedule position) would change."""
     run_dir = lost_host_run["run_dir"]
     before = _arrays(run_dir / "checkpoint.npz")
-    proc = _run(1, "lbsgd-h1:1", *PHANTOM, "--resume", f"--run_dir={run_dir}")
+    proc = horovodrun(1, *PHANTOM, "--resume", f"--run_dir={run_dir}", hosts="lbsgd-h1:1",
+                      timeout=600)
     assert ("resuming on 1 rank (the checkpoint was written by 2): global batch 32 and 1024 "
             "samples seen kept, local batch 16 -> 32") in proc.stderr, proc.stderr[-3000:]
     log = json.loads((run_dir / "resumes.json").read_text())
@@ -285,8 +278,8 @@ def test_resume_on_fewer_ranks_matches_an_uninterrupted_run_at_the_new_size(
 
 
 def test_resume_on_ranks_that_do_not_divide_the_global_batch_is_refused(lost_host_run):
-    proc = _run(3, None, *PHANTOM, "--resume", f"--run_dir={lost_host_run['run_dir']}",
-                env=launch_env(all_ranks=True), check=False, timeout=120)
+    proc = horovodrun(3, *PHANTOM, "--resume", f"--run_dir={lost_host_run['run_dir']}",
+                      all_ranks=True, check=False, timeout=120)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-3000:]
     assert "Field `batch_size` must divide evenly over 3 ranks" in lines[0]
@@ -325,10 +318,9 @@ def test_world_size_policy_keeps_the_reached_batch_and_names_what_changes():
     (["shape", "--link=1gbit", "extra"], "unknown argument 'extra'"),
 ])
 def test_cluster_arguments_are_refused_in_one_line_before_anything_is_made(args, error):
-    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    proc = subprocess.run([CLUSTER, *args], capture_output=True, text=True, timeout=60)
+    before = _netns()
+    proc = _cluster(*args, timeout=60, check=False)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("launch/cluster.sh: error: ") and error in lines[0], lines[0]
-    assert subprocess.run(["ip", "netns", "list"], capture_output=True,
-                          text=True).stdout == before
+    assert _netns() == before

@@ -37,8 +37,6 @@ def test_notebook_executes(name, tmp_path, monkeypatch):
     monkeypatch.delenv("LBSGD_RECIPE_RUN", raising=False)
     committed = os.path.join(ROOT, "notebooks", f"{name}.ipynb")
     mtime = os.stat(committed).st_mtime_ns
-    for var in ("LBSGD_RUNS", "LBSGD_FIGURES"):       # main() sets them: restored afterwards
-        monkeypatch.setenv(var, "")
     assert notebooks.main([name, "--out", str(tmp_path)]) == 0
     assert os.stat(committed).st_mtime_ns == mtime                  # scratch copy only
     nb = nbformat.read(str(tmp_path / f"{name}.ipynb"), as_version=4)

@@ -5,13 +5,11 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, horovodrun, kill_after_checkpoint, launch_env
+from conftest import horovodrun, kill_after_checkpoint, run_python
 from lbsgd import checkpoint as ckpt
 
 # configs/digits_recipe.py shrunk: ResNet-8 on 16x16 digits; collapse 0 over epochs 3-4
@@ -99,9 +97,8 @@ def test_ensemble_cli_writes_only_when_asked(recipe_run, tmp_path):
     before, mtime = open(own).read(), os.stat(own).st_mtime_ns
 
     def ensemble_cli(*args):
-        proc = subprocess.run([sys.executable, "-m", "lbsgd.ensemble", f"--run_dir={run_dir}",
-                               "--snapshots=7,10", *args], cwd=ROOT, env=launch_env(),
-                              capture_output=True, text=True, timeout=300)
+        proc = run_python("-m", "lbsgd.ensemble", f"--run_dir={run_dir}", "--snapshots=7,10",
+                          *args, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
 

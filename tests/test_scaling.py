@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from conftest import ROOT
 from lbsgd import scaling as S
 
 
@@ -129,12 +130,11 @@ def test_many_hosts_report_predicts_two_hosts_from_one():
 
 
 def test_scaling_cli_with_many_hosts_results(tmp_path, capsys):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = os.path.join(root, "benchmarks", "results", "many_hosts.json")   # the committed one
+    result = os.path.join(ROOT, "benchmarks", "results", "many_hosts.json")   # the committed one
     assert S.main(["--many_hosts", result]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "bit |" in line]
     assert len(rows) == 4
-    with open(os.path.join(root, "README.md")) as f:
+    with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
     for row in rows:                                   # the README shows this very table
         assert row in readme, row
