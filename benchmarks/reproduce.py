@@ -1,27 +1,34 @@
-"""Both papers' claims on real data: Fashion-MNIST, 2 ranks, every comparison over 3 seeds.
+"""Both papers' claims at their own regime: the full Fashion-MNIST, 2 ranks, every row over 3 seeds.
 
-Codreanu et al. Tables I-III, VIII, XI (Sections IV-D, V-B, VI) and Lee et al.
-Section VI-C (their CIFAR-10 ResNet-20 comparison, Fig. 10):
+Codreanu et al. Tables I-III, VIII, IX, XI (Sections IV-C/D, V-B, VI) and Lee
+et al. Sections III-VI (their CIFAR-10 ResNet-20 comparison, Fig. 10), on all
+60,000 training images for E = 16 epochs (lbsgd.paper.FASHION_EPOCHS), test
+top-1 on the 10,000 test images at the end of each run:
 
-  a. the large-batch gap: a small reference batch against large batches
-     trained naively (reference LR), with linear scaling only, with linear
-     scaling + warmup + polynomial decay, and with a final collapse on top;
-     Table I's 3-step decay against polynomial decay at one batch;
-  b. weight decay and collapse (Table VIII) at the largest batch;
-  c. collapsed ensemble (Table XI): every snapshot and their ensemble against
-     a standard schedule of the same budget, and against the averaged
-     prediction of independently trained models of the same total budget;
-  d. Lee et al.'s four methods with B_m = 8 x B_s.
+  a. the batch ladder (Tables II-III, IX): batches 128 (the reference) to
+     8192 with the recipe (linear scaling + warmup + poly + final collapse),
+     the same with precise BN (population statistics re-estimated from
+     training batches with the final weights), the naive large batch
+     (reference LR, no warmup) and the recipe without its final collapse;
+  b. Table VIII (weight decay 5e-5 vs 1e-4 vs 5e-5 + collapse) and Table I
+     (poly vs 3-step) at the largest batch where the recipe still holds
+     (within 1 point of the reference, from part a);
+  c. Table XI at the paper's proportions: the collapsed ensemble (6
+     collapses, the last 5 snapshots averaged, precise BN per snapshot)
+     against its best snapshot and a standard schedule of the same budget;
+  d. Lee et al.'s four methods, B_m = 2048 by their rule.
 
-    .venv/bin/python -m benchmarks.reproduce --suite quick   # a at the largest batch, and d (3 of 4)
-    .venv/bin/python -m benchmarks.reproduce --suite full    # every study + diagnosis runs
+    .venv/bin/python -m benchmarks.reproduce --suite quick            # seed 0 of 4 rows (~20 min)
+    .venv/bin/python -m benchmarks.reproduce --suite full --part a    # then b, c, d
 
-Every row is a real 2-rank training run through lbsgd's trainer; the rows of
-one invocation run one after another inside one `launch/run.sh -np 2` job (no
-process start-up per row). A row whose run directory already holds a
-finished run of the identical config is reused (`--fresh` reruns all), so an
-interrupted suite continues where it stopped and `full` reuses `quick`'s rows.
-Writes benchmarks/results/reproduce_fashion_mnist.{json,md,png}.
+Every row is a real 2-rank training run through lbsgd's trainer; the runs of
+one invocation run one after another inside one `launch/run.sh -np 2` job.
+A run whose directory already holds a finished run of the identical config
+is reused (`--fresh` reruns), so a part that stopped continues where it
+stopped, the parts can run in several sittings, and `full` reuses `quick`'s
+runs. `--plan` prints the runs to do without training. Writes
+benchmarks/results/reproduce_fashion_mnist.{json,md,png} from every row
+finished so far.
 """
 
 from __future__ import annotations
@@ -39,129 +46,142 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 NAME = "reproduce_fashion_mnist"
 SEEDS = (0, 1, 2)
-LARGE = (512, 2048)          # study a's large batches (4x and 16x the reference 128)
-ENSEMBLE_BATCH = 512         # study c
-ENSEMBLE_EPOCHS = 12         # study c's budget
-INDEPENDENT_MODELS = 4       # study c: independently trained models of ENSEMBLE_EPOCHS / 4 each
+QUICK_SEEDS = (0,)
+PARTS = ("a", "b", "c", "d")
+LADDER = (128, 512, 2048, 4096, 8192)   # study a's batches; 128 is the reference
+REFERENCE_BATCH = 128
+NAIVE_BATCHES = (2048, 8192)
+NO_COLLAPSE_BATCH = 2048
+ENSEMBLE_BATCH = 512                    # study c
+PRECISE_BN_BATCHES = 16                 # training batches precise BN re-estimates from
+HOLD_POINTS = 1.0                       # "holds": mean top-1 within this of the reference
+TARGET_TOP1 = 0.90                      # the wall time to this test top-1 is reported
+TRAIN_EXAMPLES = 60_000
+# The papers' large-batch runs, in optimizer updates (Codreanu et al. Tables II, IX).
+PAPER_UPDATES = ((8192, "ImageNet 8K, 90 epochs", 14_000), (32768, "ImageNet 32K, 100 epochs",
+                 4_000), (65536, "ImageNet 64K, 107 epochs", 2_100))
+PAPER_TRAIN_EXAMPLES = 1_281_167
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One configuration, trained once per seed.
+    """One configuration, trained (or evaluated) once per seed.
 
     Attributes:
       key: unique id (also the run directory name).
-      study: "a", "b", "c", "d" or "diagnosis".
+      study: "a", "b", "c" or "d" (also the suite's part that runs it).
       label: the row's name in the tables.
-      make: callable(seed) -> TrainConfig (or, for an independent ensemble,
-        a list of TrainConfigs: its members).
+      make: callable(seed) -> TrainConfig; None for an evaluation row.
       suites: suites that run it.
       paper: the paper's figure for the same row ("" if the paper has none).
+      method: the ladder's method ("recipe", "recipe + precise BN", "naive",
+        "recipe without collapse"; "" outside the ladder).
+      batch: the global batch (the starting one for an adaptive row).
+      precise_of: key of the row whose final weights this row evaluates
+        with precise BN (re-estimated BN statistics, same training).
     """
 
     key: str
     study: str
     label: str
-    make: object
+    make: object = None
     suites: tuple = ("full",)
     paper: str = ""
+    method: str = ""
+    batch: int = 0
+    precise_of: str = ""
 
-    @property
-    def independent(self) -> bool:
-        return self.study == "c" and self.key.startswith("c_independent")
 
-
-def _rows() -> list[Row]:
+def rows(hold_batch: int | None = None) -> list[Row]:
+    """Every row of both suites; part b's rows need `hold_batch` (from part a's results)."""
     from lbsgd import paper
-    from lbsgd.config import EnsembleConfig
 
     fm = paper.fashion_mnist
     both = ("quick", "full")
-    rows = [Row("a_ref_b128", "a", "reference batch 128 (warmup + poly)",
-                lambda s: fm("a_ref_b128", 128, seed=s), both,
-                "75.3% (ResNet-50 at 256, He et al.)")]
-    for b in LARGE:
-        suites = both if b == LARGE[-1] else ("full",)
-        rows += [
-            Row(f"a_naive_b{b}", "a", f"{b}: naive (reference LR 0.1, no warmup)",
-                lambda s, b=b: fm(f"a_naive_b{b}", b, lr_scaling=False, warmup_epochs=0,
-                                  seed=s), suites, "—"),
-            Row(f"a_ls_b{b}", "a", f"{b}: linear scaling only (no warmup)",
-                lambda s, b=b: fm(f"a_ls_b{b}", b, warmup_epochs=0, seed=s), suites,
-                "\"noticeably higher error\" without warmup (IV-D)"),
-            Row(f"a_recipe_b{b}", "a", f"{b}: linear scaling + warmup + poly",
-                lambda s, b=b: fm(f"a_recipe_b{b}", b, seed=s), suites,
-                "8K: 75.81% (Table II), 76.22% with wd 5e-5"),
-            Row(f"a_collapse_b{b}", "a", f"{b}: + final collapse",
-                lambda s, b=b: fm(f"a_collapse_b{b}", b, collapse_epochs=1, seed=s), suites,
-                "4K: 76.65% (Table VIII)"),
-        ]
-    rows.append(Row("a_steps_b512", "a", "512: 3-step decay (Table I baseline)",
-                    lambda s: fm("a_steps_b512", 512, decay="steps", seed=s), ("full",),
-                    "7680: 75.44% vs poly 75.68% (Table I)"))
-    b = LARGE[-1]
-    rows.append(Row(f"b_wd1e-4_b{b}", "b", f"{b}: weight decay 1e-4, no collapse",
-                    lambda s: fm(f"b_wd1e-4_b{b}", b, weight_decay=1e-4, seed=s), ("full",),
-                    "75.8% (Table VIII, 4K)"))
-    e = ENSEMBLE_EPOCHS
-    cycles = EnsembleConfig(linear_end_epoch=e / 4, linear_horizon_epochs=3 * e / 4,
-                            power2_end_epoch=e / 3, power2_end_fraction=0.22,
-                            rewarmup_epochs=0.5, rise_factor=3.0, decay_epochs=1.5,
-                            decay_divisor=4.0, num_cycles=4)
-    rows += [
-        Row("c_ensemble_b512", "c", "collapsed ensemble (5 snapshots)",
-            lambda s: fm("c_ensemble_b512", ENSEMBLE_BATCH, e, kind="collapsed_ensemble",
-                         warmup_epochs=1, ensemble=cycles, seed=s), ("full",),
-            "ensemble 77.5% vs best snapshot 76.83% (Table XI)"),
-        Row("c_standard_b512", "c", "standard schedule, same budget (poly + collapse)",
-            lambda s: fm("c_standard_b512", ENSEMBLE_BATCH, e, warmup_epochs=1,
-                         collapse_epochs=1, seed=s), ("full",), "77% at 120 epochs (IV-D)"),
-        Row("c_independent_b512", "c",
-            f"{INDEPENDENT_MODELS} independent models x {e // INDEPENDENT_MODELS} epochs, "
-            "averaged",
-            lambda s: [fm(f"c_independent_b512_m{m}", ENSEMBLE_BATCH, e // INDEPENDENT_MODELS,
-                          warmup_epochs=0.5, collapse_epochs=1, seed=100 * m + s)
-                       for m in range(INDEPENDENT_MODELS)], ("full",), "—"),
-    ]
-    for method, label, ref in (
-            ("best_small", "best fixed small batch (128)", "91.51 ± 0.3%"),
-            ("linear_scaling", "fixed large batch 1024, linear scaling + warmup",
-             "\"significantly degrade\""),
-            ("adaptive_fixed_lr", "adaptive batch 128 → (B_m 1024), fixed LR",
-             "\"significantly degrade\""),
-            ("adaptive", "adaptive batch 128 → (B_m 1024) + adaptive LR (proposed)",
-             "90.79 ± 0.2%")):
-        rows.append(Row(f"d_{method}", "d", label,
-                        lambda s, m=method: _named(paper.lee_method("fashion_mnist", m, seed=s),
-                                                   f"d_{m}"),
-                        ("full",) if method == "adaptive_fixed_lr" else both, ref))
-    b = LARGE[-1]
-    rows.append(Row(f"diag_long_b{b}", "diagnosis", f"{b}: + final collapse, 2x epochs (16)",
-                    lambda s: fm(f"diag_long_b{b}", b, 16, collapse_epochs=1, seed=s),
-                    ("full",)))
-    rows.append(Row(f"diag_bn0.5_b{b}", "diagnosis",
-                    f"{b}: + final collapse, BN moving-average fraction 0.5",
-                    lambda s: _bn(fm(f"diag_bn0.5_b{b}", b, collapse_epochs=1, seed=s), 0.5),
-                    ("full",)))
-    return rows
+    out = []
+    for b in LADDER:
+        quick = both if b in (REFERENCE_BATCH, 2048, 8192) else ("full",)
+        ref = b == REFERENCE_BATCH
+        out.append(Row(f"a_recipe_b{b}", "a",
+                       "reference batch 128 (warmup + poly + collapse)" if ref else
+                       f"{b}: linear scaling + warmup + poly + final collapse",
+                       lambda s, b=b: fm(f"a_recipe_b{b}", b, collapse_epochs=1, seed=s),
+                       quick, "75.3% (ResNet-50 at 256, He et al.)" if ref else
+                       {8192: "8K: 76.6% (Table IX, 90 epochs)"}.get(b, ""), "recipe", b))
+        out.append(Row(f"a_precise_b{b}", "a", f"{b}: the recipe + precise BN (final weights)",
+                       None, quick, "", "recipe + precise BN", b, precise_of=f"a_recipe_b{b}"))
+    for b in NAIVE_BATCHES:
+        out.append(Row(f"a_naive_b{b}", "a", f"{b}: naive (reference LR 0.1, no warmup)",
+                       lambda s, b=b: fm(f"a_naive_b{b}", b, lr_scaling=False, warmup_epochs=0,
+                                         seed=s), ("full",), "—", "naive", b))
+    out.append(_no_collapse(NO_COLLAPSE_BATCH, "a"))
+    if hold_batch is not None:
+        h = hold_batch
+        if h != NO_COLLAPSE_BATCH:
+            out.append(_no_collapse(h, "b"))
+        out.append(Row(f"b_wd1e-4_b{h}", "b", f"{h}: weight decay 1e-4, no collapse",
+                       lambda s: fm(f"b_wd1e-4_b{h}", h, weight_decay=1e-4, seed=s), ("full",),
+                       "4K: 75.8% (Table VIII)", "", h))
+        out.append(Row(f"b_steps_b{h}", "b", f"{h}: 3-step decay, no collapse (Table I baseline)",
+                       lambda s: fm(f"b_steps_b{h}", h, decay="steps", seed=s), ("full",),
+                       "7680: 75.44% vs poly 75.68% (Table I)", "", h))
+    c = ENSEMBLE_BATCH
+    out.append(Row(f"c_ensemble_b{c}", "c",
+                   f"{c}: collapsed ensemble (6 collapses, last 5 snapshots, precise BN)",
+                   lambda s: fm(f"c_ensemble_b{c}", c, kind="collapsed_ensemble",
+                                precise_bn_batches=PRECISE_BN_BATCHES, seed=s), ("full",),
+                   "ensemble 77.5% vs best snapshot 76.83% (Table XI)", "", c))
+    for method, label, ref, quick in (
+            ("best_small", "best fixed small batch (128)", "91.51 ± 0.3%", ("full",)),
+            ("linear_scaling", "fixed large batch 2048, linear scaling + warmup",
+             "\"significantly degrade\"", ("full",)),
+            ("adaptive_fixed_lr", "adaptive batch 256 → 2048, fixed LR",
+             "\"significantly degrade\"", ("full",)),
+            ("adaptive", "adaptive batch 256 → 2048 + adaptive LR (proposed)", "90.79 ± 0.2%",
+             both)):
+        out.append(Row(f"d_{method}", "d", label,
+                       lambda s, m=method: _named(paper.lee_method("fashion_mnist", m, seed=s),
+                                                  f"d_{m}"), quick, ref))
+    return out
+
+
+def _no_collapse(b: int, study: str) -> Row:
+    from lbsgd import paper
+    return Row(f"a_nocollapse_b{b}", study, f"{b}: linear scaling + warmup + poly, no collapse",
+               lambda s: paper.fashion_mnist(f"a_nocollapse_b{b}", b, seed=s), ("full",),
+               "8K: 75.81% (Table II)", "recipe without collapse", b)
 
 
 def _named(cfg, name):
     return dataclasses.replace(cfg, name=name)
 
 
-def _bn(cfg, fraction):
-    return dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, bn_moving_average_fraction=fraction))
+def hold_batch(table: dict) -> int | None:
+    """The largest ladder batch whose recipe is within HOLD_POINTS of the reference (part a)."""
+    ref = (table.get(f"a_recipe_b{REFERENCE_BATCH}") or {}).get("top1")
+    if not ref:
+        return None
+    found = [(table.get(f"a_recipe_b{b}") or {}).get("top1") for b in LADDER]
+    if any(st is None or st["n"] < len(SEEDS) for st in found):
+        return None                          # part a is not finished
+    held = None
+    for b, st in zip(LADDER, found):
+        if 100 * (ref["mean"] - st["mean"]) > HOLD_POINTS:
+            break
+        held = b
+    return held
 
 
 # --------------------------------------------------------------------------
 # Running rows (the worker runs inside one launch/run.sh -np 2 job).
 # --------------------------------------------------------------------------
 
-def _run_dir(runs: str, key: str, seed: int, member: int | None = None) -> str:
-    tail = f"seed{seed}" if member is None else f"seed{seed}_m{member}"
-    return os.path.join(runs, key, tail)
+def _run_dir(runs: str, key: str, seed: int) -> str:
+    return os.path.join(runs, key, f"seed{seed}")
+
+
+def _precise_path(runs: str, key: str, seed: int) -> str:
+    return os.path.join(runs, key, f"seed{seed}.json")
 
 
 def _finished(run_dir: str, cfg) -> bool:
@@ -178,31 +198,88 @@ def _finished(run_dir: str, cfg) -> bool:
     return same and done
 
 
-def _jobs(rows, runs: str, fresh: bool) -> list[dict]:
-    """The (row, seed[, member]) runs still to do, as JSON for the worker."""
-    jobs = []
-    for row in rows:
-        for seed in SEEDS:
-            made = row.make(seed)
-            members = made if isinstance(made, list) else [made]
-            ensemble_out = os.path.join(runs, row.key, f"seed{seed}_ensemble.json")
-            for m, cfg in enumerate(members):
-                run_dir = _run_dir(runs, row.key, seed, m if row.independent else None)
-                if fresh or not _finished(run_dir, cfg):
-                    jobs.append({"row": row.key, "seed": seed, "run_dir": run_dir,
-                                 "config": cfg.to_dict()})
-            last3_out = os.path.join(runs, row.key, f"seed{seed}_last3.json")
-            if row.key == "c_ensemble_b512" and (fresh or not os.path.isfile(last3_out) or any(
-                    j["row"] == row.key and j["seed"] == seed for j in jobs)):
-                jobs.append({"row": row.key, "seed": seed, "last_snapshots": 3,
-                             "ensemble_of": [_run_dir(runs, row.key, seed)],
-                             "output": last3_out})
-            if row.independent and (fresh or not os.path.isfile(ensemble_out) or any(
-                    j["row"] == row.key and j["seed"] == seed for j in jobs)):
-                jobs.append({"row": row.key, "seed": seed, "ensemble_of": [
-                    _run_dir(runs, row.key, seed, m) for m in range(len(members))],
-                    "output": ensemble_out})
-    return jobs
+def _evaluated(out: str, run_dir: str) -> bool:
+    """`out` holds an evaluation of the run now in `run_dir`."""
+    try:
+        return os.path.getmtime(out) >= os.path.getmtime(os.path.join(run_dir, "summary.json"))
+    except OSError:
+        return False
+
+
+def jobs(selected, runs: str, seeds, fresh: bool = False) -> list[dict]:
+    """The runs still to do for `selected` rows, as JSON for the worker.
+
+    Trainings first, seed by seed (every row's first seed before any row's
+    second, so a part cut short still has the whole ladder once), then the
+    evaluations.
+    """
+    todo, evals = [], []
+    by_key = {r.key: r for r in selected}
+    for seed, row in ((s, r) for s in seeds for r in selected):
+        if row.precise_of:
+            source = _run_dir(runs, row.precise_of, seed)
+            out = _precise_path(runs, row.key, seed)
+            if fresh or not _evaluated(out, source) or any(
+                    j["row"] == row.precise_of and j["seed"] == seed for j in todo):
+                evals.append({"row": row.key, "seed": seed, "precise_of": source,
+                              "batches": PRECISE_BN_BATCHES, "output": out})
+            if row.precise_of not in by_key:
+                raise ValueError(f"row {row.key} evaluates {row.precise_of}, which is not "
+                                 f"among the rows selected")
+            continue
+        cfg = row.make(seed)
+        run_dir = _run_dir(runs, row.key, seed)
+        if fresh or not _finished(run_dir, cfg):
+            todo.append({"row": row.key, "seed": seed, "run_dir": run_dir,
+                         "config": cfg.to_dict()})
+    return todo + evals
+
+
+def _precise_eval(job: dict, rt) -> dict:
+    """Top-1 of a finished run's final weights after precise BN (BN statistics re-estimated)."""
+    import keras
+
+    from lbsgd import checkpoint as ckpt
+    from lbsgd import data, models, precise_bn, recipe
+    from lbsgd.config import TrainConfig
+
+    run_dir = job["precise_of"]
+    with open(os.path.join(run_dir, "config.json")) as f:
+        cfg = TrainConfig.from_dict(json.load(f))
+    source = data.load_source(cfg.data, cfg.seed)
+    model = models.build_model(cfg.model, source.input_shape, source.num_classes)
+    model.compile(loss=models.task_loss(cfg.task), metrics=models.task_metrics(cfg.task),
+                  jit_compile=False)
+    ckpt.load_model_variables(os.path.join(run_dir, "checkpoint.npz"), model)
+    local = max(1, cfg.batch_size // rt.size)
+    val = data.val_dataset(source, local, rt.rank, rt.size)
+    before = _top1(model, val)
+    plan = recipe.build_plan(cfg)
+    switch = data.AugmentSwitch(cfg.epochs)
+    for p in plan:
+        switch.set(p.epoch, p.augment, p.epoch + 1)
+    batches = precise_bn.training_batches(source, cfg.batch_size, cfg.seed, rt.rank, rt.size,
+                                          cfg.epochs - 1, switch)
+    used = precise_bn.recompute_bn_statistics(model, batches, job["batches"])
+    after = _top1(model, val)
+    keras.backend.clear_session()
+    return {"top1": after, "top1_moving_average_bn": before, "batches": used,
+            "source": run_dir}
+
+
+def _top1(model, val) -> float:
+    """Test top-1 over every rank's share of the test set."""
+    import numpy as np
+
+    from lbsgd import distributed
+    correct = total = 0
+    for x, y in val:
+        pred = np.argmax(model(x, training=False), axis=-1)
+        correct += int(np.sum(pred == np.asarray(y).reshape(-1)))
+        total += len(pred)
+    c, t = distributed.allreduce_numpy([np.array([correct, total], np.float64)], op="sum",
+                                       name="lbsgd.reproduce.top1")[0]
+    return float(c / t)
 
 
 def worker(jobs_path: str) -> int:
@@ -210,29 +287,20 @@ def worker(jobs_path: str) -> int:
     import keras
 
     from lbsgd import checkpoint as ckpt
-    from lbsgd import data, ensemble, faults, models, runtime, train
+    from lbsgd import faults, runtime, train
     from lbsgd.config import TrainConfig
 
     rt = runtime.init()
     with open(jobs_path) as f:
-        jobs = json.load(f)
-    for i, job in enumerate(jobs, 1):
+        todo = json.load(f)
+    for i, job in enumerate(todo, 1):
         t0 = time.perf_counter()
-        if "ensemble_of" in job:
-            cfg = TrainConfig.from_dict(json.load(open(os.path.join(job["ensemble_of"][0],
-                                                                    "config.json"))))
-            source = data.load_source(cfg.data, cfg.seed)
-            model = models.build_model(cfg.model, source.input_shape, source.num_classes)
-            val = data.val_dataset(source, max(1, cfg.batch_size // rt.size), rt.rank, rt.size)
-            paths = []
-            for d in job["ensemble_of"]:   # each run's last snapshot, or one run's last k
-                index = json.load(open(os.path.join(d, "snapshots", "index.json")))
-                for snap in index["snapshots"][-job.get("last_snapshots", 1):]:
-                    paths.append(os.path.join(d, "snapshots", snap["file"]))
-            result = ensemble.evaluate_snapshots(model, paths, val)
+        if "precise_of" in job:
+            result = _precise_eval(job, rt)
             if rt.is_chief:
                 ckpt.atomic_write_json(job["output"], result)
-            line = f"ensemble of {len(paths)} top-1 {result['ensemble']['top1']:.4f}"
+            line = (f"precise BN top-1 {result['top1']:.4f} (moving averages "
+                    f"{result['top1_moving_average_bn']:.4f})")
         else:
             cfg = TrainConfig.from_dict(job["config"])
             try:
@@ -245,7 +313,7 @@ def worker(jobs_path: str) -> int:
         t1 = time.perf_counter()
         keras.backend.clear_session()
         if rt.is_chief:
-            print(f"reproduce: [{i}/{len(jobs)}] {job['row']} seed {job['seed']}: {line} "
+            print(f"reproduce: [{i}/{len(todo)}] {job['row']} seed {job['seed']}: {line} "
                   f"({t1 - t0:.0f} s; cleanup {time.perf_counter() - t1:.1f} s)", flush=True)
     return 0
 
@@ -285,45 +353,51 @@ def _stats(values) -> dict | None:
             "values": vals}
 
 
-def _seed_metrics(row: Row, runs: str, seed: int) -> dict:
-    from lbsgd import efficiency
-    if row.independent:
-        out = os.path.join(runs, row.key, f"seed{seed}_ensemble.json")
-        result = json.load(open(out))
-        members = [efficiency.load_run(_run_dir(runs, row.key, seed, m))["summary"]
-                   for m in range(INDEPENDENT_MODELS)]
-        return {"top1": result["ensemble"]["top1"],
-                "member_top1": [r["top1"] for r in result["snapshots"]],
-                "best_member_top1": max(r["top1"] for r in result["snapshots"]),
-                "optimizer_steps": sum(s["optimizer_steps"] for s in members),
-                "train_seconds": sum(s["total_seconds"] for s in members)}
-    s = efficiency.load_run(_run_dir(runs, row.key, seed))["summary"]
+def _seed_metrics(row: Row, runs: str, seed: int) -> dict | None:
+    """One seed's figures, or None while it is not done."""
+    if row.precise_of:
+        path = _precise_path(runs, row.key, seed)
+        if not _evaluated(path, _run_dir(runs, row.precise_of, seed)):
+            return None
+        r = json.load(open(path))
+        return {"top1": r["top1"], "top1_moving_average_bn": r["top1_moving_average_bn"]}
+    run_dir = _run_dir(runs, row.key, seed)
+    if not _finished(run_dir, row.make(seed)):
+        return None
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        s = json.load(f)
     loss = s["final"].get("loss")
+    reached = (s.get("time_to_accuracy") or {}).get(f"{TARGET_TOP1:g}")
     out = {"top1": s["final"].get("val_accuracy"), "best_top1": s["best"].get("val_accuracy"),
+           "train_top1": s["final"].get("accuracy"),
            "optimizer_steps": s["optimizer_steps"], "train_seconds": s["total_seconds"],
+           "images_per_second": s.get("images_per_second"),
+           "seconds_to_target": reached["seconds"] if reached else None,
+           "epochs_to_target": reached["epoch"] if reached else None,
            "diverged": s.get("status") == "diverged" or loss is None or not math.isfinite(loss)}
-    last3 = os.path.join(runs, row.key, f"seed{seed}_last3.json")
-    if os.path.isfile(last3):
-        out["last3_ensemble_top1"] = json.load(open(last3))["ensemble"]["top1"]
     if "ensemble" in s:
         snaps = s["ensemble"]["snapshot_top1"]
-        out.update(ensemble_top1=s["ensemble"]["top1"],
-                   snapshot_top1={k: v for k, v in snaps.items()},
+        members = s["ensemble"].get("members")
+        out.update(ensemble_top1=s["ensemble"]["top1"], snapshot_top1=dict(snaps),
                    best_snapshot_top1=max(snaps.values()),
-                   last_snapshot_top1=snaps[max(snaps, key=int)])
+                   last_snapshot_top1=snaps[max(snaps, key=int)], ensemble_members=members)
     if "adaptive" in s:
         out.update(final_batch=s["adaptive"]["final_batch"], K=s["adaptive"]["K"])
     return out
 
 
-def collect(rows, runs: str) -> dict:
+def collect(selected, runs: str, seeds=SEEDS) -> dict:
+    """{row key: the row, its per-seed figures and their stats}, for rows with a finished seed."""
     table = {}
-    for row in rows:
-        per_seed = [_seed_metrics(row, runs, s) for s in SEEDS]
+    for row in selected:
+        per_seed = [m for m in (_seed_metrics(row, runs, s) for s in seeds) if m is not None]
+        if not per_seed:
+            continue
         keys = {k for m in per_seed for k, v in m.items() if isinstance(v, (int, float))
                 and not isinstance(v, bool)}
         table[row.key] = {"study": row.study, "label": row.label, "paper": row.paper,
-                          "seeds": list(SEEDS), "per_seed": per_seed,
+                          "method": row.method, "batch": row.batch,
+                          "seeds": list(seeds)[:len(per_seed)], "per_seed": per_seed,
                           **{k: _stats([m.get(k) for m in per_seed]) for k in sorted(keys)},
                           "diverged_seeds": sum(bool(m.get("diverged")) for m in per_seed)}
     return table
@@ -335,6 +409,8 @@ def compare(a: dict | None, b: dict | None) -> tuple[float, str]:
     if not a or not b:
         return float("nan"), "missing"
     diff = a["mean"] - b["mean"]
+    if a["n"] < 3 or b["n"] < 3:
+        return diff, "too few seeds"
     if a["min"] > b["max"]:
         return diff, "higher"
     if a["max"] < b["min"]:
@@ -342,66 +418,60 @@ def compare(a: dict | None, b: dict | None) -> tuple[float, str]:
     return diff, "inconclusive"
 
 
-# Each claim: (study, text, row A, metric A, row B, metric B, the paper's direction of A - B).
-CLAIMS = (
-    ("a", "linear scaling + warmup + poly beats the naive large batch (2048)",
-     "a_recipe_b2048", "top1", "a_naive_b2048", "top1", "higher"),
-    ("a", "warmup beats linear scaling alone (2048)",
-     "a_recipe_b2048", "top1", "a_ls_b2048", "top1", "higher"),
-    ("a", "the final collapse adds accuracy (2048)",
-     "a_collapse_b2048", "top1", "a_recipe_b2048", "top1", "higher"),
-    ("a", "the recipe closes the gap to the reference batch (2048 with collapse vs 128)",
-     "a_collapse_b2048", "top1", "a_ref_b128", "top1", "same"),
-    ("a", "linear scaling + warmup + poly beats the naive large batch (512)",
-     "a_recipe_b512", "top1", "a_naive_b512", "top1", "higher"),
-    ("a", "warmup beats linear scaling alone (512)",
-     "a_recipe_b512", "top1", "a_ls_b512", "top1", "higher"),
-    ("a", "the final collapse adds accuracy (512)",
-     "a_collapse_b512", "top1", "a_recipe_b512", "top1", "higher"),
-    ("a", "the recipe closes the gap to the reference batch (512 with collapse vs 128)",
-     "a_collapse_b512", "top1", "a_ref_b128", "top1", "same"),
-    ("a", "Table I: polynomial decay beats the 3-step decay (512)",
-     "a_recipe_b512", "top1", "a_steps_b512", "top1", "higher"),
-    ("b", "Table VIII: weight decay 5e-5 beats 1e-4 (2048, no collapse)",
-     "a_recipe_b2048", "top1", "b_wd1e-4_b2048", "top1", "higher"),
-    ("b", "Table VIII: 5e-5 then collapse to 1e-4 beats constant 5e-5 (2048)",
-     "a_collapse_b2048", "top1", "a_recipe_b2048", "top1", "higher"),
-    ("c", "Table XI: the collapsed ensemble beats its best snapshot",
-     "c_ensemble_b512", "ensemble_top1", "c_ensemble_b512", "best_snapshot_top1", "higher"),
-    ("c", "the collapsed ensemble beats a standard schedule of the same budget",
-     "c_ensemble_b512", "ensemble_top1", "c_standard_b512", "top1", "higher"),
-    ("c", "diagnosis: the ensemble of the last 3 snapshots beats the best snapshot",
-     "c_ensemble_b512", "last3_ensemble_top1", "c_ensemble_b512", "best_snapshot_top1",
-     "higher"),
-    ("c", "reference: the collapsed ensemble against independent models of the same budget",
-     "c_ensemble_b512", "ensemble_top1", "c_independent_b512", "top1", "reference"),
-    ("d", "the proposed method is within 1 point of the best small batch",
-     "d_adaptive", "top1", "d_best_small", "top1", "within1"),
-    ("d", "the fixed large batch falls short of the best small batch",
-     "d_linear_scaling", "top1", "d_best_small", "top1", "lower"),
-    ("d", "adaptive batch with a fixed LR falls short of the best small batch",
-     "d_adaptive_fixed_lr", "top1", "d_best_small", "top1", "lower"),
-    ("d", "the proposed method beats the fixed large batch",
-     "d_adaptive", "top1", "d_linear_scaling", "top1", "higher"),
-)
+def claims(table: dict) -> tuple:
+    """Each claim: (study, text, row A, metric A, row B, metric B, the papers' direction of A - B)."""
+    ref = f"a_recipe_b{REFERENCE_BATCH}"
+    out = []
+    for b in LADDER[1:]:
+        out.append(("a", f"the recipe holds the reference's accuracy at {b}",
+                    f"a_recipe_b{b}", "top1", ref, "top1", "within1"))
+    for b in LADDER:
+        out.append(("a", f"precise BN raises the recipe's top-1 at {b}",
+                    f"a_precise_b{b}", "top1", f"a_recipe_b{b}", "top1", "higher"))
+    for b in NAIVE_BATCHES:
+        out.append(("a", f"the recipe beats the naive large batch at {b}",
+                    f"a_recipe_b{b}", "top1", f"a_naive_b{b}", "top1", "higher"))
+    b = NO_COLLAPSE_BATCH
+    out.append(("a", f"the final collapse adds accuracy at {b}",
+                f"a_recipe_b{b}", "top1", f"a_nocollapse_b{b}", "top1", "higher"))
+    h = hold_batch(table)
+    if h is not None:
+        out += [("b", f"Table VIII: weight decay 5e-5 beats 1e-4 at {h} (no collapse)",
+                 f"a_nocollapse_b{h}", "top1", f"b_wd1e-4_b{h}", "top1", "higher"),
+                ("b", f"Table VIII: 5e-5 then the collapse to 1e-4 beats constant 5e-5 at {h}",
+                 f"a_recipe_b{h}", "top1", f"a_nocollapse_b{h}", "top1", "higher"),
+                ("b", f"Table I: polynomial decay beats the 3-step decay at {h}",
+                 f"a_nocollapse_b{h}", "top1", f"b_steps_b{h}", "top1", "higher")]
+    c = ENSEMBLE_BATCH
+    out += [("c", "Table XI: the collapsed ensemble beats its best snapshot",
+             f"c_ensemble_b{c}", "ensemble_top1", f"c_ensemble_b{c}", "best_snapshot_top1",
+             "higher"),
+            ("c", "the collapsed ensemble beats a standard schedule of the same budget "
+                  "(poly + collapse, precise BN)",
+             f"c_ensemble_b{c}", "ensemble_top1", f"a_precise_b{c}", "top1", "higher"),
+            ("d", "the proposed method is within 1 point of the best small batch",
+             "d_adaptive", "top1", "d_best_small", "top1", "within1"),
+            ("d", "the fixed large batch falls short of the best small batch",
+             "d_linear_scaling", "top1", "d_best_small", "top1", "lower"),
+            ("d", "adaptive batch with a fixed LR falls short of the best small batch",
+             "d_adaptive_fixed_lr", "top1", "d_best_small", "top1", "lower"),
+            ("d", "the proposed method beats the fixed large batch",
+             "d_adaptive", "top1", "d_linear_scaling", "top1", "higher")]
+    return tuple(out)
 
 
 def verdicts(table: dict) -> list[dict]:
     out = []
-    for study, text, ka, ma, kb, mb, expect in CLAIMS:
+    for study, text, ka, ma, kb, mb, expect in claims(table):
         if ka not in table or kb not in table:
             continue
         a, b = table[ka].get(ma), table[kb].get(mb)
         diff, seen = compare(a, b)
-        if expect == "same":   # the gap is closed: no detectable shortfall within 1 point
-            verdict = ("not reproduced" if seen == "lower" else
-                       "reproduced" if seen == "higher" or abs(diff) < 0.01 else "inconclusive")
-        elif expect == "within1":   # Lee et al.: "< 1% lower"
-            verdict = ("reproduced" if diff >= -0.01 else
+        if seen in ("missing", "too few seeds"):
+            verdict = seen
+        elif expect == "within1":   # "< 1% lower" (Lee et al.); the ladder's holding rule
+            verdict = ("reproduced" if diff >= -HOLD_POINTS / 100 else
                        "not reproduced" if seen == "lower" else "inconclusive")
-        elif expect == "reference":
-            verdict = {"higher": "ensemble higher", "lower": "independent higher"}.get(
-                seen, "inconclusive")
         else:
             verdict = ("reproduced" if seen == expect else
                        "inconclusive" if seen == "inconclusive" else "not reproduced")
@@ -410,57 +480,23 @@ def verdicts(table: dict) -> list[dict]:
     return out
 
 
-def diagnosis_text(table: dict) -> list[str]:
-    """One sentence per claim that did not reproduce, on why (from the diagnosis rows)."""
-    def m(key, metric="top1"):
-        st = (table.get(key) or {}).get(metric)
-        return "—" if not st else f"{100 * st['mean']:.1f}%"
-    out = []
-    if "diag_bn0.5_b2048" in table:
-        out.append(
-            f"* **The gap at 2048 is stale BN statistics and too few steps, not the LR rule.** "
-            f"The run has 32 optimizer steps; its training accuracy reaches ~63% while test "
-            f"accuracy is {m('a_collapse_b2048')}: BN moving averages with fraction 0.95 (a "
-            f"~20-step memory) never catch up with weights that move this fast, so evaluation "
-            f"normalises with the statistics of older weights. The same recipe with fraction "
-            f"0.5 reaches {m('diag_bn0.5_b2048')}, and with twice the epochs (64 steps) "
-            f"{m('diag_long_b2048')}, against {m('a_ref_b128')} at the reference batch. "
-            f"Codreanu et al. chose 0.95 for 90-epoch ImageNet runs of 14,000 steps.")
-    if "a_collapse_b512" in table:
-        out.append(
-            f"* **The final collapse costs 0.6 points at 512.** One collapse epoch of 19 steps "
-            f"replaces the last linear-decay epoch of an under-trained 8-epoch run (the "
-            f"reference batch itself ends at {m('a_ref_b128')}, below Fashion-MNIST's usual "
-            f"~93%): a lower final LR and a sudden change of the input statistics (augmentation "
-            f"off) cost more than the regularisation gains. The paper collapses 4–7 epochs at "
-            f"the end of a converged 90-epoch run.")
-        out.append(
-            f"* **512 stays short of the reference ({m('a_collapse_b512')} vs "
-            f"{m('a_ref_b128')}):** 152 optimizer steps against 624; at 2048 with 2x epochs the gap shrinks from 47 "
-            f"to 8 points, so the budget in steps, not the recipe, limits the large batches "
-            f"here.")
-    if "c_ensemble_b512" in table:
-        out.append(
-            f"* **The collapsed ensemble is below its last snapshot** because the early "
-            f"snapshots are 2–15 points weaker (per-seed values in study c below): with 2-epoch cycles "
-            f"the model is still improving fast between snapshots, and averaging weak members "
-            f"in costs more than their diversity gains. The last 3 snapshots alone "
-            f"({m('c_ensemble_b512', 'last3_ensemble_top1')}) are still not above the last "
-            f"snapshot ({m('c_ensemble_b512', 'best_snapshot_top1')}). In the paper the "
-            f"snapshots after epoch 60 are within 0.5 points of each other. The standard "
-            f"schedule of the same budget ({m('c_standard_b512')}) spends no epochs "
-            f"re-warming. Independent models of 3 epochs each are far weaker "
-            f"({m('c_independent_b512')} averaged): at this budget depth of training beats "
-            f"breadth.")
-    if "d_adaptive_fixed_lr" in table:
-        out.append(
-            f"* **Adaptive batch with a fixed LR does not \"significantly degrade\" here** "
-            f"({m('d_adaptive_fixed_lr')} vs {m('d_best_small')}): theta saturated at epoch "
-            f"3–4, so in 8 epochs both adaptive methods grew only to 256–512 (column final "
-            f"batch), never to B_m = 1024, and the shared step decays at epochs 5 and 7 end "
-            f"them at a small LR; the paper's CIFAR run spends ~60 epochs at large batches. "
-            f"The proposed method's match with the best small batch holds for that range of "
-            f"batches, with 25–38% fewer optimizer steps.")
+def largest_within(table: dict) -> dict:
+    """{ladder method: the largest batch whose mean top-1 is within HOLD_POINTS of the reference}."""
+    ref = (table.get(f"a_recipe_b{REFERENCE_BATCH}") or {}).get("top1")
+    out = {}
+    if not ref:
+        return out
+    for method in ("recipe", "recipe + precise BN", "naive", "recipe without collapse"):
+        held, seen = None, []
+        for key, r in table.items():
+            if r["study"] == "a" and r["method"] == method and r.get("top1"):
+                seen.append((r["batch"], r["top1"]["mean"]))
+        for b, m in sorted(seen):
+            if 100 * (ref["mean"] - m) > HOLD_POINTS:
+                break
+            held = b
+        if seen:
+            out[method] = {"largest_within": held, "batches": [b for b, _ in sorted(seen)]}
     return out
 
 
@@ -471,6 +507,8 @@ def _pct(st: dict | None, key: str = "mean") -> str:
 def _cell(st: dict | None) -> str:
     if not st:
         return "—"
+    if st["n"] == 1:
+        return f"{100 * st['mean']:.2f} (1 seed)"
     return (f"{100 * st['mean']:.2f} ± {100 * st['std']:.2f} "
             f"[{100 * st['min']:.2f}–{100 * st['max']:.2f}]")
 
@@ -479,210 +517,268 @@ def _num(st: dict | None, fmt: str = "{:.0f}") -> str:
     return "—" if not st else fmt.format(st["mean"])
 
 
+def _updates(batch: int, epochs: int) -> int:
+    return (TRAIN_EXAMPLES // batch) * epochs
+
+
 STUDY_TITLES = {
-    "a": "a. The large-batch gap (Codreanu et al. Tables I–III, IV-D)",
-    "b": "b. Weight decay and collapse (Codreanu et al. Table VIII)",
-    "c": "c. Collapsed ensemble (Codreanu et al. Table XI, Figure 4)",
+    "a": "a. The batch ladder (Codreanu et al. Tables II–III, IX)",
+    "b": "b. Weight decay and collapse (Table VIII), poly vs 3-step (Table I)",
+    "c": "c. Collapsed ensemble at the paper's proportions (Table XI, Figure 4)",
     "d": "d. Lee et al.'s four methods (Section VI-C: CIFAR-10 ResNet-20, Fig. 10)",
-    "diagnosis": "Diagnosis runs (not tuning: each method above kept its one setting)",
 }
 
 
-def markdown(table: dict, claims: list[dict], meta: dict) -> str:
-    lines = [
-        "# Both papers on real data: Fashion-MNIST, measured here", "",
-        f"Command: `{meta['command']}` — {meta['suite']} suite, {meta['np']} ranks on this "
-        f"2-core machine; seeds {', '.join(map(str, SEEDS))}; finished {meta['finished']}."
-        + (f" {meta['note']}" if meta.get("note") else ""), "",
-        "**Setting.** ResNet-8 (3 stages of one basic block, 16/32/64 filters, stride-2 stem, "
-        "zero-gamma last BN, BN moving average 0.95), momentum SGD 0.9 with momentum "
-        "correction, Caffe-style L2 weight decay 5e-5, scale/aspect augmentation (random "
-        "resized crop of ≥ 80% of the image, flips) that a collapse turns off leaving the "
-        "pad-and-crop. Trained on a fixed, stratified 10,000-image subset of Fashion-MNIST's "
-        "training set (the first 1,000 of each class), evaluated on all 10,000 test images. "
-        "8 epochs (study c: 12). Reference LR 0.1 per 128 images (He et al.'s CIFAR value), "
-        "scaled linearly with the batch.", "",
-        "**Scaled down against the papers.** ImageNet-1K (1.28M images, 1000 classes, "
-        "ResNet-50, 90–120 epochs, batches 4K–64K) and CIFAR-10 (50K, ResNet-20, ~140 epochs) "
-        "become 10K Fashion-MNIST images, ResNet-8 and 8–12 epochs. The large batches here "
-        "(512, 2048) are 5% and 20% of the training set and give 19 and 4 optimizer steps per "
-        "epoch, against 156 steps per epoch at 8K on ImageNet: the large-batch regime here is "
-        "harsher in steps, milder in batch size. Warmup is 2 of 8 epochs (paper: 5 of 90), "
-        "the final collapse 1 epoch (paper: 4–7), the ensemble cycles 2 epochs (paper: 15).",
-        "",
-        "**Phantom at the paper's scale is out of reach here.** Lee et al.'s Phantom runs "
-        "train a 16-block EDSR on 1,600 images of 256² until the PSNR has not risen 0.1 dB in "
-        "50 epochs (930–1,390 epochs). lbsgd's Phantom table (`lee_phantom.md`, kept) trains "
-        "a 4-block EDSR on 1,024 images of 32² for at most 60 epochs, 215–314 s per method on "
-        "2 ranks. The paper's setting is 64× the pixels, 4× the depth and ~20× the epochs: "
-        "about 5,000× the compute, months of this 2-core machine for 4 methods × 3 seeds.", "",
-        "**Tuning budget.** None for any method: every row uses the one reference LR and "
-        "its row's rule; no value was tried and discarded. The diagnosis runs at the end are "
-        "the only other values, run after the main rows and reported as diagnosis.", "",
+def setting_lines(epochs: int) -> list[str]:
+    ups = ", ".join(f"{b}: {_updates(b, epochs):,} ({100 * b / TRAIN_EXAMPLES:.2g}% of the data)"
+                    for b in LADDER)
+    papers = ", ".join(f"{name}: {u:,} updates ({100 * b / PAPER_TRAIN_EXAMPLES:.2g}% of the data)"
+                       for b, name, u in PAPER_UPDATES)
+    return [
+        "**Setting.** All 60,000 Fashion-MNIST training images, test top-1 on the 10,000 test "
+        f"images at the end of the run (no epoch or setting is chosen on the test set). E = "
+        f"{epochs} epochs for every row. ResNet-8 (3 stages of one basic block, 16/32/64 "
+        "filters, stride-2 stem, zero-gamma last BN, BN moving average 0.95), momentum SGD 0.9 "
+        "with momentum correction, Caffe-style L2 weight decay 5e-5, scale/aspect augmentation "
+        "(random resized crop of ≥ 80% of the image, flips) that a collapse turns off leaving "
+        "the pad-and-crop. Reference LR 0.1 per 128 images (He et al.'s CIFAR value), scaled "
+        "linearly with the batch; 2 epochs of gradual warmup; linear (poly) decay; a final "
+        "collapse of 1 epoch (6% of the run; the paper: 5–7%).", "",
+        f"**Updates per run** (batch: optimizer updates in {epochs} epochs, batch as a share "
+        f"of the training set): {ups}. The papers' large-batch runs: {papers}. At 8192 this "
+        "run makes 1/125 of the paper's 8K updates with a batch that is 21× larger a share of "
+        "the data: the ladder's top is harsher than any run of the paper.", "",
+        "**Precise BN** (rows \"+ precise BN\"): the final weights of the same run, with the "
+        f"BN population statistics re-estimated from {PRECISE_BN_BATCHES} training batches "
+        "(augmentation as in the final epoch, the population mean and variance over both "
+        "ranks' samples; `lbsgd.precise_bn`). Training uses batch statistics, so the weights "
+        "are those of the recipe row: the pair differs only in the BN statistics.", "",
+        "**Tuning budget.** None for any method: the linear scaling rule and the papers' "
+        "schedules are the prescription; no value was tried and discarded.", "",
         "**Reading the tables.** Test top-1 % as mean ± standard deviation [min–max] over "
-        "the 3 seeds (the seed sets initialisation and data order). A difference counts only "
-        "when the seeds' ranges do not overlap — for 3 against 3 seeds that is a one-sided "
-        "rank test at p = 0.05; otherwise it is **inconclusive**.", ""]
+        "3 seeds (the seed sets initialisation and data order). A difference counts only when "
+        "the seeds' ranges do not overlap — for 3 against 3 seeds a one-sided rank test at "
+        "p = 0.05; otherwise it is **inconclusive**. \"Holds\": mean top-1 within "
+        f"{HOLD_POINTS:g} point of the reference batch's.", ""]
+
+
+def markdown(table: dict, found: list[dict], meta: dict) -> str:
+    epochs = meta.get("epochs")
+    lines = ["# Both papers at their own regime: the full Fashion-MNIST, measured here", "",
+             f"Command: `{meta['command']}` — {meta['np']} ranks on this 2-core machine; "
+             f"seeds {', '.join(map(str, meta['seeds']))}; written {meta['finished']}."
+             + (f" {meta['note']}" if meta.get("note") else ""), ""]
+    parts = meta.get("parts") or {}
+    if parts:
+        lines += ["| part | runs done | wall time of its runs (s) | measured |",
+                  "| --- | --- | --- | --- |"]
+        for part, p in sorted(parts.items()):
+            lines.append(f"| {part} | {p['runs']} | {p['seconds']:.0f} | {p.get('when', '')} |")
+        lines.append("")
+    lines += setting_lines(epochs)
     lines += ["## Verdicts", "", "| study | claim | difference (points) | verdict |",
               "| --- | --- | --- | --- |"]
-    for c in claims:
+    for c in found:
         lines.append(f"| {c['study']} | {c['claim']} | {100 * c['difference']:+.2f} | "
                      f"**{c['verdict']}** |")
     lines.append("")
-    why = diagnosis_text(table)
-    if why:
-        lines += ["## Why the claims that did not reproduce did not", ""] + why + [""]
-    for study in ("a", "b", "c", "d", "diagnosis"):
+    held = largest_within(table)
+    if held:
+        lines += ["Largest batch within 1 point of the reference, per method: " + "; ".join(
+            f"{m}: {v['largest_within'] or 'none'} (measured at {', '.join(map(str, v['batches']))})"
+            for m, v in held.items()) + ".", ""]
+    for study in ("a", "b", "c", "d"):
         keys = [k for k, r in table.items() if r["study"] == study]
         if not keys:
             continue
         lines += [f"## {STUDY_TITLES[study]}", ""]
-        if study == "c":
-            lines += ["| row | paper | test top-1 % | ensemble top-1 % | ensemble of the last 3 "
-                      "% | best snapshot % | last snapshot % | optimizer steps | train s |",
-                      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        if study == "a":
+            lines += ["| batch (% of data) | updates (paper) | method | test top-1 % | "
+                      "train top-1 % | s to 90% test (epochs) | run s |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            for k in sorted(keys, key=lambda k: (table[k]["batch"], table[k]["method"])):
+                r = table[k]
+                b = r["batch"]
+                paper = next((f"{u:,}" for pb, _, u in PAPER_UPDATES if pb == b), "—")
+                to90 = r.get("seconds_to_target")
+                reached = (f"{to90['mean']:.0f} ({r['epochs_to_target']['mean']:.1f}; "
+                           f"{to90['n']}/{len(r['per_seed'])} seeds)" if to90 else
+                           "not reached" if r.get("optimizer_steps") else "—")
+                lines.append(f"| {b} ({100 * b / TRAIN_EXAMPLES:.2g}%) | "
+                             f"{_updates(b, epochs):,} ({paper}) | {r['method']} | "
+                             f"{_cell(r.get('top1'))} | {_pct(r.get('train_top1'))} | {reached} | "
+                             f"{_num(r.get('train_seconds'))} |")
+        elif study == "c":
+            lines += ["| row | paper | ensemble top-1 % | best snapshot % | last snapshot % | "
+                      "optimizer steps | train s |", "| --- | --- | --- | --- | --- | --- | --- |"]
             for k in keys:
                 r = table[k]
-                best = r.get("best_snapshot_top1") or r.get("best_member_top1")
-                lines.append(f"| {r['label']} | {r['paper']} | {_cell(r.get('top1'))} | "
-                             f"{_cell(r.get('ensemble_top1'))} | "
-                             f"{_cell(r.get('last3_ensemble_top1'))} | {_cell(best)} | "
+                lines.append(f"| {r['label']} | {r['paper']} | {_cell(r.get('ensemble_top1'))} "
+                             f"| {_cell(r.get('best_snapshot_top1'))} | "
                              f"{_cell(r.get('last_snapshot_top1'))} | "
-                             f"{_num(r.get('optimizer_steps'))} | "
-                             f"{_num(r.get('train_seconds'))} |")
-            ens = table.get("c_ensemble_b512")
-            if ens:
-                lines += ["", "Snapshot top-1 % of the collapsed ensemble, per seed (epoch: "
-                          "top-1): " + "; ".join(
+                             f"{_num(r.get('optimizer_steps'))} | {_num(r.get('train_seconds'))} |")
+                lines += ["", "Snapshot top-1 % per seed (epoch: top-1; the ensemble averages "
+                          "the last 5): " + "; ".join(
                               f"seed {s}: " + ", ".join(
                                   f"{e}: {100 * v:.2f}" for e, v in sorted(
                                       m.get("snapshot_top1", {}).items(), key=lambda kv:
                                       int(kv[0])))
-                              for s, m in zip(r["seeds"], ens["per_seed"]))]
+                              for s, m in zip(r["seeds"], r["per_seed"]))]
         elif study == "d":
-            lines += ["| method | paper (CIFAR-10) | test top-1 % | best top-1 % | final batch | "
+            lines += ["| method | paper (CIFAR-10) | test top-1 % | final batch | K | "
                       "optimizer steps | train s |", "| --- | --- | --- | --- | --- | --- | --- |"]
             for k in keys:
                 r = table[k]
-                batch = r.get("final_batch")
                 lines.append(f"| {r['label']} | {r['paper']} | {_cell(r.get('top1'))} | "
-                             f"{_cell(r.get('best_top1'))} | {_num(batch)} | "
-                             f"{_num(r.get('optimizer_steps'))} | "
-                             f"{_num(r.get('train_seconds'))} |")
+                             f"{_num(r.get('final_batch'))} | {_num(r.get('K'), '{:.1f}')} | "
+                             f"{_num(r.get('optimizer_steps'))} | {_num(r.get('train_seconds'))} |")
         else:
-            lines += ["| row | paper | test top-1 % | best epoch top-1 % | optimizer steps | "
-                      "train s | diverged seeds |", "| --- | --- | --- | --- | --- | --- | --- |"]
+            lines += ["| row | paper | test top-1 % | optimizer steps | train s | diverged seeds |",
+                      "| --- | --- | --- | --- | --- | --- |"]
             for k in keys:
                 r = table[k]
                 lines.append(f"| {r['label']} | {r['paper'] or '—'} | {_cell(r.get('top1'))} | "
-                             f"{_cell(r.get('best_top1'))} | {_num(r.get('optimizer_steps'))} | "
-                             f"{_num(r.get('train_seconds'))} | {r['diverged_seeds']} |")
+                             f"{_num(r.get('optimizer_steps'))} | {_num(r.get('train_seconds'))} "
+                             f"| {r['diverged_seeds']} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def readme_block(table: dict, claims: list[dict]) -> str:
-    """The verdict table and each study's headline rows, for the README."""
+def readme_block(table: dict, found: list[dict]) -> str:
+    """The verdict table and the ladder, for the README."""
     lines = ["| study | claim | ours: A − B (points) | verdict |", "| --- | --- | --- | --- |"]
-    for c in claims:
+    for c in found:
         lines.append(f"| {c['study']} | {c['claim']} | {100 * c['difference']:+.2f} | "
                      f"{c['verdict']} |")
-    lines += ["", "| row | paper | ours: test top-1 % (3 seeds) | optimizer steps |",
-              "| --- | --- | --- | --- |"]
-    for k, r in table.items():
-        metric = "ensemble_top1" if r.get("ensemble_top1") else "top1"
-        label = r["label"] + (" — ensemble" if metric == "ensemble_top1" else "")
-        lines.append(f"| {r['study']}: {label} | {r['paper'] or '—'} | {_cell(r.get(metric))} | "
-                     f"{_num(r.get('optimizer_steps'))} |")
     return "\n".join(lines) + "\n"
 
 
+METHOD_STYLE = {"recipe": ("#4a7ab5", "o"), "recipe + precise BN": ("#2e8b57", "s"),
+                "naive": ("#c0392b", "v"), "recipe without collapse": ("#8e44ad", "D")}
+
+
 def plot(table: dict, path: str) -> None:
+    """The ladder: test error against batch size per method, each seed and the mean."""
     from lbsgd.plots import _plt
     plt = _plt()
-    studies = [s for s in ("a", "b", "c", "d") if any(r["study"] == s for r in table.values())]
-    fig, axes = plt.subplots(len(studies), 1, figsize=(9, 2.6 * len(studies) + 0.6),
-                             squeeze=False)
-    for ax, study in zip(axes[:, 0], studies):
-        keys = [k for k, r in table.items() if r["study"] == study]
-        labels, means, lows, highs, points = [], [], [], [], []
-        for k in keys:
-            r = table[k]
-            metric = "ensemble_top1" if r.get("ensemble_top1") else "top1"
-            st = r.get(metric)
-            if not st:
-                continue
-            labels.append(r["label"] + (" (ensemble)" if metric == "ensemble_top1" else ""))
-            means.append(100 * st["mean"])
-            lows.append(100 * (st["mean"] - st["min"]))
-            highs.append(100 * (st["max"] - st["mean"]))
-            points.append([100 * v for v in st["values"]])
-        y = list(range(len(labels)))[::-1]
-        for yi, m, lo, hi, pts in zip(y, means, lows, highs, points):
-            ax.plot([m - lo, m + hi], [yi, yi], color="#4a7ab5", lw=2, solid_capstyle="butt")
-            ax.plot(pts, [yi] * len(pts), "o", color="#4a7ab5", ms=4, alpha=0.8)
-            ax.plot([m], [yi], "D", color="#c0392b", ms=6)
-            ax.annotate(f"{m:.1f}", (m + hi, yi), xytext=(6, -3), textcoords="offset points",
-                        fontsize=7)
-        ax.set_yticks(y, labels, fontsize=8)
-        ax.set_ylim(-0.7, len(labels) - 0.3)
-        ax.grid(axis="x", alpha=0.3)
-        ax.set_title(STUDY_TITLES[study], fontsize=9, loc="left")
-        ax.set_xlabel("test top-1 % (diamond: mean over 3 seeds; dots: seeds; line: min–max)",
-                      fontsize=8)
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for method, (color, marker) in METHOD_STYLE.items():
+        pts = sorted((r["batch"], r["top1"]) for r in table.values()
+                     if r["study"] == "a" and r["method"] == method and r.get("top1"))
+        if not pts:
+            continue
+        xs = [b for b, _ in pts]
+        shift = {"recipe + precise BN": 1.06, "naive": 0.94}.get(method, 1.0)
+        ax.plot([x * shift for x in xs], [100 * (1 - st["mean"]) for _, st in pts], "-",
+                color=color, marker=marker, label=method, lw=1.5, ms=6)
+        for b, st in pts:
+            ax.plot([b * shift] * len(st["values"]), [100 * (1 - v) for v in st["values"]], ".",
+                    color=color, alpha=0.5, ms=5)
+            ax.plot([b * shift] * 2, [100 * (1 - st["max"]), 100 * (1 - st["min"])], "-",
+                    color=color, alpha=0.5, lw=1)
+    ref = (table.get(f"a_recipe_b{REFERENCE_BATCH}") or {}).get("top1")
+    if ref:
+        ax.axhline(100 * (1 - ref["mean"]) + HOLD_POINTS, color="grey", ls=":", lw=1,
+                   label=f"reference + {HOLD_POINTS:g} point")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(list(LADDER), [str(b) for b in LADDER])
+    ax.set_xlabel("global batch (2 ranks; full 60,000-image training set)")
+    ax.set_ylabel("test error % (log scale)")
+    ax.set_title("Fashion-MNIST, ResNet-8, the same epochs at every batch: test error vs batch "
+                 "size\n(line: mean of the seeds; dots: each seed; bar: min–max)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def selected_rows(suite: str, part: str | None, runs: str):
+    """(rows to run, rows to report, seeds) for a suite and part; part b needs part a's results."""
+    seeds = SEEDS if suite == "full" else QUICK_SEEDS
+    everything = rows()
+    h = hold_batch(collect([r for r in everything if r.study == "a"], runs, SEEDS))
+    if h is not None:
+        everything = rows(h)
+    if part == "b" and h is None:
+        raise SystemExit("reproduce: part b runs at the largest batch where the recipe holds, "
+                         "found from part a: run --part a first")
+    chosen = [r for r in everything if suite in r.suites and (part is None or r.study == part)]
+    needed = {r.precise_of for r in chosen if r.precise_of}
+    chosen += [r for r in everything if r.key in needed and r not in chosen]
+    return chosen, [r for r in everything if suite in r.suites], seeds
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.reproduce",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=("quick", "full"), default="quick")
+    parser.add_argument("--part", choices=PARTS, default=None,
+                        help="run only this study's rows (default: every part)")
     parser.add_argument("--np", type=int, default=2, dest="np_", help="ranks")
     parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "reproduce"),
                         help="parent of the run directories (reused across invocations)")
     parser.add_argument("--out", default=RESULTS, help="where the result files go")
     parser.add_argument("--fresh", action="store_true", help="rerun rows already finished")
+    parser.add_argument("--plan", action="store_true", help="print the runs to do, run nothing")
     parser.add_argument("--note", default="", help="a sentence added to the results' header")
     parser.add_argument("--readme", action="store_true",
-                        help="print the README's tables from the finished rows, run nothing")
+                        help="print the README's verdict table from the finished rows, run nothing")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args.worker)
     sys.path.insert(0, ROOT)
-    rows = [r for r in _rows() if args.suite in r.suites]
-    rows.sort(key=lambda r: r.study != "d")   # d's wall times first, on a quiet machine
+    from lbsgd import paper
+    chosen, report, seeds = selected_rows(args.suite, args.part, args.runs)
     if args.readme:
-        table = collect(rows, args.runs)
+        table = collect(report, args.runs, seeds)
         print(readme_block(table, verdicts(table)))
         return 0
-    jobs = _jobs(rows, args.runs, args.fresh)
+    todo = jobs(chosen, args.runs, seeds, args.fresh)
+    print(f"reproduce: {args.suite} suite{f', part {args.part}' if args.part else ''}: "
+          f"{len(chosen)} rows x {len(seeds)} seeds, {sum('config' in j for j in todo)} "
+          f"trainings and {sum('precise_of' in j for j in todo)} evaluations to do", flush=True)
+    if args.plan:
+        for j in todo:
+            print(f"  {j['row']} seed {j['seed']}")
+        return 0
     t0 = time.time()
-    print(f"reproduce: {args.suite} suite: {len(rows)} rows x {len(SEEDS)} seeds, "
-          f"{sum('config' in j for j in jobs)} runs to do", flush=True)
-    if jobs and _launch(jobs, args.np_, args.runs):
+    if todo and _launch(todo, args.np_, args.runs):
         print("reproduce: the job failed; rerun the same command to continue", file=sys.stderr)
         return 1
     wall = time.time() - t0
-    table = collect(rows, args.runs)
-    claims = verdicts(table)
-    meta = {"command": f".venv/bin/python -m benchmarks.reproduce --suite {args.suite}",
-            "suite": args.suite, "np": args.np_,
-            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "this_invocation_seconds": wall, "note": args.note,
-            "rows_run_seconds": sum(m["train_seconds"] for r in table.values()
-                                    for m in r["per_seed"])}
     from lbsgd import checkpoint as ckpt
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, NAME if args.suite == "full" else f"{NAME}_quick")
+    try:
+        parts = json.load(open(base + ".json"))["meta"].get("parts", {})
+    except (OSError, ValueError, KeyError):
+        parts = {}
+    table = collect(report, args.runs, seeds)
+    for part in PARTS:
+        done = [m for k, r in table.items() if r["study"] == part for m in r["per_seed"]]
+        if done:
+            secs = sum(m.get("train_seconds") or 0 for m in done)
+            was = parts.get(part, {})
+            parts[part] = {"runs": sum("train_seconds" in m for m in done), "seconds": secs,
+                           "when": was.get("when") if was.get("seconds") == secs else
+                           time.strftime("%Y-%m-%d", time.gmtime())}
+    found = verdicts(table)
+    meta = {"command": f".venv/bin/python -m benchmarks.reproduce --suite {args.suite} "
+                       + ("--part a|b|c|d" if args.suite == "full" else ""),
+            "suite": args.suite, "np": args.np_, "seeds": list(seeds),
+            "epochs": paper.FASHION_EPOCHS,
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "this_invocation_seconds": wall, "note": args.note, "parts": parts,
+            "hold_batch": hold_batch(table), "largest_within": largest_within(table)}
     ckpt.atomic_write_json(base + ".json", {"meta": meta, "row_order": list(table),
-                                            "rows": table, "claims": claims})
-    ckpt.atomic_write_text(base + ".md", markdown(table, claims, meta))
+                                            "rows": table, "claims": found})
+    ckpt.atomic_write_text(base + ".md", markdown(table, found, meta))
     plot(table, base + ".png")
     print(f"reproduce: wrote {base}.{{json,md,png}} ({wall / 60:.1f} min)")
-    for c in claims:
+    for c in found:
         print(f"  [{c['study']}] {c['claim']}: {100 * c['difference']:+.2f} points, "
               f"{c['verdict']}")
     return 0

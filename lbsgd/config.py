@@ -229,6 +229,10 @@ class ModelConfig:
         paper's Phantom network: 16 blocks).
       stem_stride: stride of a CIFAR ResNet's first convolution (1: He et
         al.'s; 2 halves every feature map, ~4x fewer FLOPs, for 28x28 inputs).
+      precise_bn_batches: precise BN (Wu & Johnson 2021): before every
+        evaluation and snapshot, re-estimate the BN population statistics
+        from this many training batches with the current weights (0 = off,
+        the moving averages are used).
     """
 
     name: str = "resnet20"
@@ -238,9 +242,12 @@ class ModelConfig:
     edsr_blocks: int = 16
     edsr_filters: int = 64
     stem_stride: int = 1
+    precise_bn_batches: int = 0
 
     def __post_init__(self):
         _check_types(self, "model.")
+        _require(self.precise_bn_batches >= 0, "model.precise_bn_batches",
+                 self.precise_bn_batches, "must be >= 0")
         _one_of("model.name", self.name, MODELS)
         _one_of("model.stem_stride", self.stem_stride, (1, 2))
         _require(0.0 <= self.bn_moving_average_fraction < 1.0,
@@ -317,6 +324,7 @@ class EnsembleTiming:
     decay_epochs: float
     decay_divisor: float
     num_cycles: int
+    collapse_epochs: int = 0     # 0: the whole power-2 decay
 
     @property
     def cycle_epochs(self) -> float:
@@ -336,13 +344,13 @@ class EnsembleTiming:
         ends = self.collapse_ends()
         if epoch < math.floor(self.linear_end_epoch + 1e-9):
             return "main", -1, False
-        if epoch < ends[0]:
-            return "collapse", 0, epoch + 1 == ends[0]
         k = next((i for i, end in enumerate(ends) if epoch < end), len(ends))
         if k == len(ends):
             return "collapse", self.num_cycles, False      # LR held after the last cycle
-        if epoch < ends[k - 1] + self.rewarmup_epochs - 1e-9:
+        if k > 0 and epoch < ends[k - 1] + self.rewarmup_epochs - 1e-9:
             return "rewarmup", k, False
+        if self.collapse_epochs and epoch < ends[k] - self.collapse_epochs:
+            return "decay", k, False
         return "collapse", k, epoch + 1 == ends[k]
 
 
@@ -354,6 +362,8 @@ PAPER_POWER2_END_FRACTION = 45 / 120     # the first collapse ends
 PAPER_LINEAR_END_FRACTION = 30 / 45      # of the first collapse's end
 PAPER_LINEAR_HORIZON_FACTOR = 90 / 30    # the linear decay's slope reaches 0 at 3x its end
 PAPER_NUM_CYCLES = 5
+PAPER_COLLAPSE_FRACTION = 3 / 12         # of each power-2 decay: its last 3 epochs collapse
+PAPER_ENSEMBLE_SNAPSHOTS = 5             # "when ensembling 5 models"
 
 
 @dataclasses.dataclass
@@ -363,8 +373,10 @@ class EnsembleConfig:
     The paper's 120-epoch run: linear decay to epoch 30, power-2 decay to
     ~22% of the peak at epoch 45, then 5 cycles of a 3-epoch x3 re-warmup and
     a 12-epoch power-2 decay dividing the top by 4, ending at epochs 60, 75,
-    90, 105, 120. Each power-2 decay is a collapse (weight decay doubled,
-    scale/aspect augmentation off) and ends with a snapshot.
+    90, 105, 120. The last `collapse_epochs` of each power-2 decay are a
+    collapse (weight decay doubled, scale/aspect augmentation off), and each
+    collapse ends with a snapshot; the ensemble averages the last
+    `num_snapshots` of them.
 
     The epoch fields left at None follow the run's `epochs` in those
     proportions (:meth:`timing`): a cycle is 1/8 of the run (whole epochs,
@@ -391,6 +403,14 @@ class EnsembleConfig:
       decay_divisor: each cycle's decay divides its top LR by this (paper: 4).
       num_cycles: re-warmup + decay cycles after the first collapse (paper: 5;
         None: as many as fit, up to 5).
+      collapse_epochs: whole epochs at the end of each power-2 decay run as a
+        collapse. Section VI: "In this collapse phase we typically perform
+        between 3-10 epochs"; None: a quarter of `decay_epochs` (3 of the
+        paper's 12, the low end of that range, so 9 of each 12-epoch decay keep
+        the augmentation), rounded, at least 1.
+      num_snapshots: the ensemble averages the last this many snapshots
+        (paper: 5, "when ensembling 5 models"; the first collapse's snapshot
+        at epoch 45 is left out); 0 = all.
     """
 
     linear_end_epoch: float | None = None
@@ -402,9 +422,17 @@ class EnsembleConfig:
     decay_epochs: float | None = None
     decay_divisor: float = 4.0
     num_cycles: int | None = None
+    collapse_epochs: float | None = None
+    num_snapshots: int = PAPER_ENSEMBLE_SNAPSHOTS
 
     def __post_init__(self):
         _check_types(self, "schedule.ensemble.")
+        _require(self.collapse_epochs is None or (self.collapse_epochs >= 1 and abs(
+            self.collapse_epochs - round(self.collapse_epochs)) < 1e-9),
+                 "schedule.ensemble.collapse_epochs", self.collapse_epochs,
+                 "must be a whole number of epochs >= 1 (augmentation switches per epoch)")
+        _require(self.num_snapshots >= 0, "schedule.ensemble.num_snapshots", self.num_snapshots,
+                 "must be >= 0")
         for f in ("linear_end_epoch", "linear_horizon_epochs", "power2_end_epoch",
                   "rewarmup_epochs", "rise_factor", "decay_epochs", "decay_divisor"):
             v = getattr(self, f)
@@ -442,9 +470,12 @@ class EnsembleConfig:
             power2_end = epochs - num_cycles * cycle
         linear_end = self.linear_end_epoch or power2_end * PAPER_LINEAR_END_FRACTION
         horizon = self.linear_horizon_epochs or linear_end * PAPER_LINEAR_HORIZON_FACTOR
+        collapse = self.collapse_epochs
+        if collapse is None:
+            collapse = max(1, int(round(decay * PAPER_COLLAPSE_FRACTION)))
         t = EnsembleTiming(float(linear_end), float(horizon), float(power2_end),
                            self.power2_end_fraction, float(rewarmup), self.rise_factor,
-                           float(decay), self.decay_divisor, int(num_cycles))
+                           float(decay), self.decay_divisor, int(num_cycles), int(round(collapse)))
         _check_timing(t, epochs, f)
         return t
 
@@ -463,6 +494,10 @@ def _check_timing(t: EnsembleTiming, epochs: int, f: str) -> None:
     _require(whole(t.cycle_epochs), f + "decay_epochs", t.decay_epochs,
              f"must make rewarmup_epochs + decay_epochs a whole number of epochs (now "
              f"{t.cycle_epochs:g}): each cycle's collapse ends with a snapshot")
+    _require(t.collapse_epochs <= min(t.decay_epochs, t.power2_end_epoch - t.linear_end_epoch)
+             + 1e-9, f + "collapse_epochs", t.collapse_epochs,
+             f"must fit in each power-2 decay (decay_epochs={t.decay_epochs:g}, the first "
+             f"{t.power2_end_epoch - t.linear_end_epoch:g} epochs)")
     _require(t.num_cycles + 1 >= 2, "epochs", epochs,
              f"gives {t.num_cycles + 1} snapshot(s); a collapsed ensemble needs >= 2 "
              f"(lengthen the run or set {f}num_cycles)")

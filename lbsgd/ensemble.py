@@ -118,17 +118,23 @@ class EnsembleEvaluation(keras.callbacks.Callback):
       snapshots: the lbsgd.recipe.Snapshots callback of the same fit.
       dataset: this rank's validation batches.
       path: JSON file for the result (None: do not write).
-      members: snapshot indices of the ensemble (default: all).
+      members: snapshot indices of the ensemble (default: all), or
+      last: the ensemble averages the last this many snapshots (Codreanu et
+        al. VI: 5); 0 = all. Every snapshot is evaluated either way.
       min_snapshots: evaluate only when at least this many snapshots exist.
     """
 
     def __init__(self, snapshots, dataset, path: str | None = None, members=None,
-                 min_snapshots: int = 1, verbose: bool = True):
+                 min_snapshots: int = 1, verbose: bool = True, last: int = 0):
         super().__init__()
+        if members is not None and last:
+            raise ValueError(f"Give `members` or `last`, not both. Received: members={members}, "
+                             f"last={last}")
         self.snapshots = snapshots
         self.dataset = dataset
         self.path = path
         self.members = members
+        self.last = int(last)
         self.min_snapshots = int(min_snapshots)
         self.verbose = verbose
         self.result = None
@@ -144,9 +150,11 @@ class EnsembleEvaluation(keras.callbacks.Callback):
         if len(self.snapshots.snapshots) < self.min_snapshots:
             return None
         saved = [keras.ops.convert_to_numpy(v.value) for v in model.variables]
+        n = len(self.snapshots.snapshots)
+        members = (list(range(max(0, n - self.last), n)) if self.last else self.members)
         try:
             self.result = evaluate_snapshots(model, self.snapshots.paths, self.dataset,
-                                             self.members)
+                                             members)
         finally:
             for v, value in zip(model.variables, saved):
                 v.assign(value)

@@ -35,7 +35,8 @@ class EpochPlan:
     """What one epoch (0-based `epoch`) runs with.
 
     Attributes:
-      phase: "warmup", "main", "rewarmup" (ensemble cycle rise) or "collapse".
+      phase: "warmup", "main", "rewarmup" (ensemble cycle rise), "decay" (an
+        ensemble cycle's power-2 decay before its collapse) or "collapse".
       cycle: collapse number (0 = the first collapse; -1 before any).
       weight_decay: L2 coefficient of the epoch.
       augment: scale/aspect augmentation on.

@@ -265,8 +265,11 @@ class Trainer:
         """Codreanu et al. VI: the snapshots and their softmax-averaged ensemble (>= 2 snapshots)."""
         if self.cfg.task != "classification":
             return
+        last = (self.cfg.schedule.ensemble.num_snapshots
+                if self.cfg.schedule.kind == "collapsed_ensemble" else 0)
         self.evaluation = ensemble.EnsembleEvaluation(self.snapshots, self.val_dataset,
-                                                      self.run_dir.ensemble, min_snapshots=2)
+                                                      self.run_dir.ensemble, min_snapshots=2,
+                                                      last=last)
         self.evaluation.evaluate(self.model)
 
     def summarize(self, status: str, **extra) -> dict:
@@ -298,6 +301,7 @@ class Trainer:
         if result is not None:
             out["ensemble"] = {
                 "top1": result["ensemble"]["top1"], "top5": result["ensemble"]["top5"],
+                "members": result["ensemble"]["members"],
                 "snapshot_top1": {str(r["epoch"]): r["top1"] for r in result["snapshots"]}}
         return out
 

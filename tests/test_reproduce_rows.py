@@ -1,0 +1,107 @@
+"""The reproduction suite's rows: every row of both suites builds a valid config (no training),
+at the papers' regime, so a renamed field can never break the benchmark again."""
+
+import os
+
+import pytest
+
+from benchmarks import reproduce as R
+from lbsgd import paper, recipe
+from lbsgd.config import TrainConfig
+from lbsgd.data import steps_per_epoch
+
+
+@pytest.mark.parametrize("hold", [None, *R.LADDER])
+def test_every_row_of_both_suites_builds_and_validates(hold):
+    rows = R.rows(hold)
+    keys = [r.key for r in rows]
+    assert len(keys) == len(set(keys))
+    for row in rows:
+        assert row.study in R.PARTS and set(row.suites) <= {"quick", "full"}
+        if row.precise_of:
+            assert row.make is None and row.precise_of in keys
+            continue
+        for seed in R.SEEDS:
+            cfg = row.make(seed)
+            assert isinstance(cfg, TrainConfig) and cfg.seed == seed
+            cfg.validate_for(2)
+            assert TrainConfig.from_dict(cfg.to_dict()) == cfg      # what the worker rebuilds
+            assert cfg.name == row.key                               # one run directory per row
+            assert cfg.data.name == "fashion_mnist" and cfg.data.train_subset == 0
+            assert cfg.epochs == paper.FASHION_EPOCHS
+            recipe.build_plan(cfg)
+
+
+def test_part_b_rows_appear_only_with_the_holding_batch():
+    assert not [r for r in R.rows() if r.study == "b"]
+    b = {r.key for r in R.rows(4096) if r.study == "b"}
+    assert b == {"a_nocollapse_b4096", "b_wd1e-4_b4096", "b_steps_b4096"}
+    # at 2048 the no-collapse row is part a's own (one run directory)
+    assert {r.key for r in R.rows(2048) if r.study == "b"} == {"b_wd1e-4_b2048", "b_steps_b2048"}
+
+
+def test_the_ladder_at_the_papers_regime():
+    by_key = {r.key: r for r in R.rows()}
+    assert [by_key[f"a_recipe_b{b}"].batch for b in R.LADDER] == [128, 512, 2048, 4096, 8192]
+    # updates per run: full batches of the 60,000 images, E epochs
+    assert [steps_per_epoch(60_000, b) * 16 for b in R.LADDER] == [7488, 1872, 464, 224, 112]
+    ref = by_key["a_recipe_b128"].make(0)
+    assert ref.optimizer.base_lr == 0.1 and ref.optimizer.reference_batch == 128
+    big = by_key["a_recipe_b8192"].make(0)
+    assert big.optimizer.reference_batch == 128                          # linear scaling: 6.4
+    assert big.schedule.warmup_epochs == 2 and big.schedule.collapse_epochs_for(16) == 1
+    naive = by_key["a_naive_b8192"].make(0)
+    assert naive.optimizer.reference_batch == 8192 and naive.schedule.warmup_epochs == 0
+    assert by_key["a_nocollapse_b2048"].make(0).schedule.collapse_epochs == 0
+    assert by_key["a_precise_b8192"].precise_of == "a_recipe_b8192"
+    quick = {r.key for r in R.rows() if "quick" in r.suites}
+    assert quick == {"a_recipe_b128", "a_precise_b128", "a_recipe_b2048", "a_precise_b2048",
+                     "a_recipe_b8192", "a_precise_b8192", "d_adaptive"}
+
+
+def test_table_xi_row_at_the_papers_proportions():
+    cfg = {r.key: r for r in R.rows()}["c_ensemble_b512"].make(0)
+    plan = recipe.build_plan(cfg)
+    # 16 epochs: 2-epoch cycles (15/120 of the run), the first collapse at 6 (~45/120), then 5
+    # cycles: 6 collapses of 1 epoch each, the ensemble of the last 5 snapshots
+    assert [p.epoch + 1 for p in plan if p.snapshot] == [6, 8, 10, 12, 14, 16]
+    assert [p.epoch + 1 for p in plan if p.phase == "collapse"] == [6, 8, 10, 12, 14, 16]
+    assert cfg.schedule.ensemble.num_snapshots == 5 and cfg.model.precise_bn_batches == 16
+
+
+def test_lee_methods_follow_the_cifar_run_scaled_to_e():
+    assert paper.lee_max_batch(60_000) == 2048 and paper.lee_max_batch(50_000) == 2048
+    assert paper.lee_max_batch(1437) == 64          # digits: 5% is 71.85
+    with pytest.raises(ValueError, match="num_train=10"):
+        paper.lee_max_batch(10)
+    m = {k: paper.lee_method("fashion_mnist", k, seed=1) for k in paper.LEE_METHODS}
+    assert m["best_small"].batch_size == 128 and m["linear_scaling"].batch_size == 2048
+    assert m["adaptive"].batch_size == 256 and m["adaptive"].adaptive.max_batch == 2048
+    # CIFAR's decays at 80 and 120 of 140 epochs -> 9 and 14 of 16, for every method
+    assert m["best_small"].schedule.step_epochs == (9, 14)
+    assert m["adaptive"].adaptive.lr_decay_epochs == (9, 14)
+    assert m["adaptive_fixed_lr"].adaptive.lr_decay_epochs == (9, 14)
+    assert m["adaptive"].adaptive.lr_scaling == "linear"
+    assert m["adaptive_fixed_lr"].adaptive.lr_scaling == "none"
+    assert m["linear_scaling"].schedule.warmup_epochs == pytest.approx(5 * 16 / 140)
+
+
+def test_hold_batch_stops_at_the_first_batch_that_falls_short():
+    def st(mean):
+        return {"top1": {"mean": mean, "std": 0, "min": mean, "max": mean, "n": 3,
+                         "values": [mean] * 3}}
+    table = {f"a_recipe_b{b}": st(v) for b, v in
+             zip(R.LADDER, (0.915, 0.912, 0.9, 0.91, 0.85))}
+    assert R.hold_batch(table) == 512          # 2048 is 1.5 points short; 4096 does not count
+    del table["a_recipe_b8192"]
+    assert R.hold_batch(table) is None         # part a unfinished
+
+
+def test_plan_lists_the_runs_without_training(tmp_path, capsys):
+    assert R.main(["--suite", "quick", "--plan", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 trainings and 3 evaluations to do" in out
+    assert "a_recipe_b8192 seed 0" in out and "d_adaptive seed 0" in out
+    assert not os.listdir(tmp_path)
+    with pytest.raises(SystemExit, match="run --part a first"):
+        R.main(["--suite", "full", "--part", "b", "--plan", "--runs", str(tmp_path)])
