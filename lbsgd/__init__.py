@@ -11,7 +11,8 @@ TensorFlow; each name loads its module on first use):
   `PolynomialDecay`, `FinalCollapse`, `CollapsedEnsemble`, schedules.py), the
   recipe's phases (`build_plan`, `RecipePhases`, `Snapshots`, recipe.py),
   collapsed ensembles (`evaluate_snapshots`, ensemble.py), bookkeeping
-  (`RunLogger`, `TimeToAccuracy`, `Checkpointer`, callbacks.py)
+  (`RunLogger`, `TimeToAccuracy`, `Checkpointer`, callbacks.py), precise BN
+  (`PreciseBN`, `recompute_bn_statistics`, precise_bn.py)
 * Lee et al.: `ThetaMonitor`, `BatchGrowth`, `LRControl`, `AdaptiveBatchSize`,
   `ScaledSchedule` (adaptive.py), `ConvergenceStop` (callbacks.py)
 * failing loudly: `DivergenceGuard`, `StallWatchdog`, `TrainingDiverged` (faults.py)
@@ -38,6 +39,7 @@ _WHERE = {
     "evaluate_snapshots": "ensemble", "EnsembleEvaluation": "ensemble",
     "RunLogger": "callbacks", "TimeToAccuracy": "callbacks", "Checkpointer": "callbacks",
     "ConvergenceStop": "callbacks",
+    "PreciseBN": "precise_bn", "recompute_bn_statistics": "precise_bn",
     "ThetaMonitor": "adaptive", "BatchGrowth": "adaptive", "LRControl": "adaptive",
     "AdaptiveBatchSize": "adaptive", "ScaledSchedule": "adaptive",
     "DivergenceGuard": "faults", "StallWatchdog": "faults", "TrainingDiverged": "faults",

@@ -6,6 +6,8 @@ Keras `fit`. Each callback publishes what it
 measures in the epoch `logs` so History, CSV and TensorBoard see it; only
 rank 0 writes files. Callbacks that carry state across epochs implement
 `get_state()` / `set_state()` so a checkpoint restores them exactly.
+lbsgd.precise_bn.PreciseBN (BN statistics recomputed before evaluation) is
+re-exported here, so a script finds the run callbacks in one place.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import keras
 
 from lbsgd import checkpoint as ckpt
 from lbsgd import rundir, runtime
+from lbsgd.precise_bn import PreciseBN  # noqa: F401  (re-exported)
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
                    "learning_rate", "weight_decay", "augment", "batch_size", "steps",

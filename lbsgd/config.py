@@ -232,7 +232,8 @@ class ModelConfig:
       precise_bn_batches: precise BN (Wu & Johnson 2021): before every
         evaluation and snapshot, re-estimate the BN population statistics
         from this many training batches with the current weights (0 = off,
-        the moving averages are used).
+        the moving averages are used); at most one epoch of this rank's
+        shard is drawn.
     """
 
     name: str = "resnet20"

@@ -489,6 +489,25 @@ def train_dataset(source: Source, global_batch: int, seed: int, rank: int, size:
     per epoch, so it suits `model.fit(steps_per_epoch=..., initial_epoch=...)`.
     `augment_switch` gates scale/aspect augmentation per epoch (default on).
     """
+    epochs = tf.data.Dataset.range(first_epoch, last_epoch)
+    return _epochs_batches(source, global_batch, seed, rank, size, epochs, augment_switch)
+
+
+def epoch_train_dataset(source: Source, global_batch: int, seed: int, rank: int, size: int,
+                        epoch, augment_switch: AugmentSwitch | None = None) -> tf.data.Dataset:
+    """train_dataset's local batches of one epoch (the same examples and augmentation).
+
+    `epoch` is an int, or an int64 tf.Variable read whenever an iterator
+    starts, so one pipeline serves every epoch without copying the examples.
+    """
+    epochs = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).map(
+        lambda _: tf.cast(epoch, tf.int64))
+    return _epochs_batches(source, global_batch, seed, rank, size, epochs, augment_switch)
+
+
+def _epochs_batches(source: Source, global_batch: int, seed: int, rank: int, size: int,
+                    epochs: tf.data.Dataset, augment_switch) -> tf.data.Dataset:
+    """This rank's local batches of each epoch in `epochs` (a dataset of int64 epochs)."""
     if global_batch % size:
         raise ValueError(f"Argument `global_batch` must divide evenly over {size} ranks. "
                          f"Received: global_batch={global_batch}")
@@ -511,7 +530,6 @@ def train_dataset(source: Source, global_batch: int, seed: int, rank: int, size:
         return positions.map(example, num_parallel_calls=tf.data.AUTOTUNE,
                              deterministic=True)
 
-    epochs = tf.data.Dataset.range(first_epoch, last_epoch)
     ds = epochs.flat_map(epoch_stream).batch(global_batch // size, drop_remainder=True)
     return _without_autotune(ds.prefetch(tf.data.AUTOTUNE))
 

@@ -26,9 +26,10 @@ import os
 import sys
 
 import keras
+import tensorflow as tf
 
 from lbsgd import adaptive, callbacks, console, data, distributed, ensemble, faults, models
-from lbsgd import recipe
+from lbsgd import precise_bn, recipe
 from lbsgd import resize, runtime, schedules
 from lbsgd import config as config_lib
 from lbsgd.rundir import RunDir, atomic_write_json
@@ -42,6 +43,8 @@ CALLBACK_ORDER = (
      "gives every rank rank 0's variables before any callback reads a weight"),
     (distributed.SyncModelState,
      "averages the BN statistics before validation, snapshots and checkpoints"),
+    (precise_bn.PreciseBN,
+     "recomputes the BN statistics (the same on every rank) before validation reads them"),
     (distributed.MetricAverage,
      "makes the epoch's metrics global before any callback reads the logs"),
     (faults.DivergenceGuard,
@@ -231,7 +234,13 @@ class Trainer:
             run_dir.checkpoint, stateful=[cb for cb in bookkeeping if getattr(cb, "state_key", None)],
             extra_state=lambda: {"config_file": started_from, "world_size": rt.size})
         guards = [faults.DivergenceGuard(), faults.StallWatchdog(rt.rank, rt.size)]
-        self.callbacks = (distributed.callbacks() + guards + bookkeeping + [self.checkpointer]
+        broadcast, sync, metrics = distributed.callbacks()
+        self.precise_bn, self._precise_bn_pipelines = None, {}
+        if cfg.model.precise_bn_batches:
+            self.precise_bn = precise_bn.PreciseBN(self.precise_bn_batches,
+                                                   cfg.model.precise_bn_batches)
+        self.callbacks = ([broadcast, sync] + ([self.precise_bn] if self.precise_bn else [])
+                          + [metrics] + guards + bookkeeping + [self.checkpointer]
                           + self.extra_callbacks)
         check_callback_order(self.callbacks)
         if self.state is not None:
@@ -249,6 +258,20 @@ class Trainer:
         return adaptive.AdaptiveBatchSize(
             growth, lr_control, self.learning_rate,
             lambda b: data.steps_per_epoch(self.source.num_train, b), theta_monitor=self.theta)
+
+    def precise_bn_batches(self, epoch: int):
+        """PreciseBN's batches: this rank's of `epoch` at the current global batch (the
+        adaptive batch's), augmented as that epoch; a pipeline of their own (training is
+        untouched) that yields at most one epoch of this rank's shard (steps_per_epoch)."""
+        batch = self.controller.batch_size if self.controller is not None else self.batch
+        if batch not in self._precise_bn_pipelines:   # one per batch size, not per epoch
+            epoch_variable = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self._precise_bn_pipelines[batch] = (epoch_variable, precise_bn.training_batches(
+                self.source, batch, self.cfg.seed, self.rt.rank, self.rt.size, epoch_variable,
+                self.augment_switch))
+        epoch_variable, batches = self._precise_bn_pipelines[batch]
+        epoch_variable.assign(epoch)
+        return batches
 
     def stopped(self) -> bool:
         return self.stop is not None and self.stop.stopped_epoch is not None

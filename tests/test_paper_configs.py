@@ -58,6 +58,13 @@ def test_collapsed_ensemble_config_snapshots_at_cycle_ends():
     cfg = C.load_config(os.path.join(ROOT, "configs", "imagenet_table11_ensemble_b4096_e120.py"))
     plan = recipe.build_plan(cfg)
     assert [p.epoch + 1 for p in plan if p.snapshot] == [45, 60, 75, 90, 105, 120]
+    # each collapse is the last 3 epochs of its decay (wd 5e-5 -> 1e-4, augmentation off)
+    collapsed = [p.epoch + 1 for p in plan if p.phase == "collapse"]
+    assert collapsed == [e for end in (45, 60, 75, 90, 105, 120) for e in range(end - 2, end + 1)]
+    assert {p.weight_decay for p in plan if p.phase == "collapse"} == {1e-4}
+    assert {p.weight_decay for p in plan if p.phase != "collapse"} == {5e-5}
+    # the ensemble is the paper's five: the cycle snapshots 60..120 (Table XI's 2c..6c)
+    assert cfg.schedule.ensemble.num_snapshots == 5
 
 
 def test_small_recipe_config_has_at_least_three_snapshots():

@@ -47,11 +47,39 @@ def test_collapsed_ensemble_plan_paper_defaults():
     cfg = TrainConfig(epochs=120, schedule=ScheduleConfig(kind="collapsed_ensemble"))
     plan = recipe.build_plan(cfg)
     assert [p.epoch + 1 for p in plan if p.snapshot] == [45, 60, 75, 90, 105, 120]
-    assert plan[29].phase == "main" and plan[30].phase == "collapse" and plan[30].cycle == 0
-    assert [p.phase for p in plan[45:60]] == ["rewarmup"] * 3 + ["collapse"] * 12
+    # the first power-2 decay (epochs 30-45) and each cycle's 12-epoch decay end with a
+    # 3-epoch collapse (Section VI: "between 3-10 epochs"); 18 of 120 epochs collapse
+    assert plan[29].phase == "main" and plan[30].phase == "decay" and plan[30].cycle == 0
+    assert [p.phase for p in plan[39:45]] == ["decay"] * 3 + ["collapse"] * 3
+    assert [p.phase for p in plan[45:60]] == ["rewarmup"] * 3 + ["decay"] * 9 + ["collapse"] * 3
     assert {p.cycle for p in plan[45:60]} == {1} and plan[119].cycle == 5
+    assert [p.epoch + 1 for p in plan if p.phase == "collapse"] == [
+        e for end in (45, 60, 75, 90, 105, 120) for e in (end - 2, end - 1, end)]
     assert plan[46].augment and plan[46].weight_decay == 5e-5
-    assert not plan[50].augment and plan[50].weight_decay == 1e-4
+    assert plan[50].augment and plan[50].weight_decay == 5e-5          # decay, not collapse
+    assert not plan[57].augment and plan[57].weight_decay == 1e-4
+
+
+@pytest.mark.parametrize("collapse,epochs,collapsed", [
+    (None, 120, 18), (None, 16, 6), (1, 120, 6), (10, 120, 60), (12, 120, 72)])
+def test_ensemble_collapse_epochs_per_decay(collapse, epochs, collapsed):
+    cfg = TrainConfig(epochs=epochs, schedule=ScheduleConfig(
+        kind="collapsed_ensemble", warmup_epochs=1,
+        ensemble=EnsembleConfig(collapse_epochs=collapse)))
+    plan = recipe.build_plan(cfg)
+    assert sum(p.phase == "collapse" for p in plan) == collapsed
+    assert all(not p.augment for p in plan if p.phase == "collapse")
+    assert all(p.augment for p in plan if p.phase != "collapse")
+
+
+def test_ensemble_collapse_and_snapshot_settings_are_checked():
+    with pytest.raises(ConfigError, match=r"schedule.ensemble.collapse_epochs=1.5"):
+        EnsembleConfig(collapse_epochs=1.5)
+    with pytest.raises(ConfigError, match=r"schedule.ensemble.num_snapshots=-1"):
+        EnsembleConfig(num_snapshots=-1)
+    with pytest.raises(ConfigError, match=r"fit in each power-2 decay.*collapse_epochs=13"):
+        TrainConfig(epochs=120, schedule=ScheduleConfig(
+            kind="collapsed_ensemble", ensemble=EnsembleConfig(collapse_epochs=13)))
 
 
 def test_plan_config_errors_name_the_field():

@@ -12,15 +12,16 @@ import pytest
 from conftest import horovodrun, kill_after_checkpoint, run_python
 from lbsgd import checkpoint as ckpt
 
-# configs/digits_recipe.py shrunk: ResNet-8 on 16x16 digits; collapse 0 over epochs 3-4
-# (snapshot 4), cycles of 1 rewarmup + 2 collapse epochs ending at 7 and 10.
+# configs/digits_recipe.py shrunk: ResNet-8 on 16x16 digits; the first power-2 decay over
+# epochs 3-4 collapses in epoch 4 (snapshot 4), cycles of 1 rewarmup + 2 decay epochs, the
+# last collapsing, ending at 7 and 10.
 RECIPE = ("-m", "lbsgd.train", "--config", "configs/digits_recipe.py", "--epochs=10",
           "--model.name=resnet8", "--data.image_size=16",
           "--schedule.ensemble.linear_end_epoch=2", "--schedule.ensemble.linear_horizon_epochs=6",
           "--schedule.ensemble.power2_end_epoch=4", "--schedule.ensemble.rewarmup_epochs=1",
           "--schedule.ensemble.decay_epochs=2", "--schedule.ensemble.num_cycles=2")
-PHASES = ["warmup", "main", "collapse", "collapse", "rewarmup", "collapse", "collapse",
-          "rewarmup", "collapse", "collapse"]
+PHASES = ["warmup", "main", "decay", "collapse", "rewarmup", "decay", "collapse",
+          "rewarmup", "decay", "collapse"]
 
 
 def rows(run_dir):
