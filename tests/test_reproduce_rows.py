@@ -105,3 +105,26 @@ def test_plan_lists_the_runs_without_training(tmp_path, capsys):
     assert not os.listdir(tmp_path)
     with pytest.raises(SystemExit, match="run --part a first"):
         R.main(["--suite", "full", "--part", "b", "--plan", "--runs", str(tmp_path)])
+
+
+def test_precise_bn_evaluation_job_on_a_finished_run(short_run, tmp_path):
+    """The worker's evaluation rows: a finished run's final weights, top-1 with its moving
+    averages (the run's own final val_accuracy) and after precise BN, on 2 ranks."""
+    import json
+
+    from conftest import horovodrun
+
+    run_dir, _ = short_run
+    out = tmp_path / "eval.json"
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"row": "a_precise_b64", "seed": 0, "precise_of": str(run_dir),
+                                 "batches": 16, "output": str(out)}]))
+    proc = horovodrun(2, "-m", "benchmarks.reproduce", "--worker", str(jobs))
+    result = json.loads(out.read_text())
+    summary = json.load(open(run_dir / "summary.json"))
+    assert result["top1_moving_average_bn"] == pytest.approx(
+        summary["final"]["val_accuracy"], abs=1e-6)
+    steps = summary["optimizer_steps"] // summary["epochs"]
+    assert result["batches"] == min(16, steps)       # capped at one epoch of the shard
+    assert 0.0 < result["top1"] <= 1.0 and result["top1"] != result["top1_moving_average_bn"]
+    assert "precise BN top-1" in proc.stdout
