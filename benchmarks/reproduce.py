@@ -206,33 +206,35 @@ def _evaluated(out: str, run_dir: str) -> bool:
         return False
 
 
-def jobs(selected, runs: str, seeds, fresh: bool = False) -> list[dict]:
+def jobs(selected, runs: str, seeds, fresh: bool = False, train: bool = True) -> list[dict]:
     """The runs still to do for `selected` rows, as JSON for the worker.
 
-    Trainings first, seed by seed (every row's first seed before any row's
-    second, so a part cut short still has the whole ladder once), then the
-    evaluations.
+    Seed by seed (every row's first seed before any row's second, so a part
+    cut short still has the whole ladder once); an evaluation row's job
+    right after the training it evaluates. `train=False`: only the
+    evaluations whose training is finished.
     """
-    todo, evals = [], []
+    todo = []
     by_key = {r.key: r for r in selected}
     for seed, row in ((s, r) for s in seeds for r in selected):
         if row.precise_of:
-            source = _run_dir(runs, row.precise_of, seed)
-            out = _precise_path(runs, row.key, seed)
-            if fresh or not _evaluated(out, source) or any(
-                    j["row"] == row.precise_of and j["seed"] == seed for j in todo):
-                evals.append({"row": row.key, "seed": seed, "precise_of": source,
-                              "batches": PRECISE_BN_BATCHES, "output": out})
             if row.precise_of not in by_key:
                 raise ValueError(f"row {row.key} evaluates {row.precise_of}, which is not "
                                  f"among the rows selected")
+            source = _run_dir(runs, row.precise_of, seed)
+            out = _precise_path(runs, row.key, seed)
+            pending = any(j["row"] == row.precise_of and j["seed"] == seed for j in todo)
+            if (fresh or not _evaluated(out, source) or pending) and (
+                    train or _finished(source, by_key[row.precise_of].make(seed))):
+                todo.append({"row": row.key, "seed": seed, "precise_of": source,
+                             "batches": PRECISE_BN_BATCHES, "output": out})
             continue
         cfg = row.make(seed)
         run_dir = _run_dir(runs, row.key, seed)
-        if fresh or not _finished(run_dir, cfg):
+        if train and (fresh or not _finished(run_dir, cfg)):
             todo.append({"row": row.key, "seed": seed, "run_dir": run_dir,
                          "config": cfg.to_dict()})
-    return todo + evals
+    return todo
 
 
 def _precise_eval(job: dict, rt) -> dict:
@@ -722,6 +724,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=RESULTS, help="where the result files go")
     parser.add_argument("--fresh", action="store_true", help="rerun rows already finished")
     parser.add_argument("--plan", action="store_true", help="print the runs to do, run nothing")
+    parser.add_argument("--evaluations_only", action="store_true",
+                        help="only the precise-BN evaluations of finished runs; train nothing")
     parser.add_argument("--note", default="", help="a sentence added to the results' header")
     parser.add_argument("--readme", action="store_true",
                         help="print the README's verdict table from the finished rows, run nothing")
@@ -736,7 +740,7 @@ def main(argv=None) -> int:
         table = collect(report, args.runs, seeds)
         print(readme_block(table, verdicts(table)))
         return 0
-    todo = jobs(chosen, args.runs, seeds, args.fresh)
+    todo = jobs(chosen, args.runs, seeds, args.fresh, train=not args.evaluations_only)
     print(f"reproduce: {args.suite} suite{f', part {args.part}' if args.part else ''}: "
           f"{len(chosen)} rows x {len(seeds)} seeds, {sum('config' in j for j in todo)} "
           f"trainings and {sum('precise_of' in j for j in todo)} evaluations to do", flush=True)

@@ -103,6 +103,10 @@ def test_plan_lists_the_runs_without_training(tmp_path, capsys):
     assert "4 trainings and 3 evaluations to do" in out
     assert "a_recipe_b8192 seed 0" in out and "d_adaptive seed 0" in out
     assert not os.listdir(tmp_path)
+    for part, counts in (("a", "24 trainings and 15 evaluations"), ("c", "3 trainings and 0"),
+                         ("d", "12 trainings and 0")):
+        assert R.main(["--suite", "full", "--part", part, "--plan", "--runs", str(tmp_path)]) == 0
+        assert counts in capsys.readouterr().out
     with pytest.raises(SystemExit, match="run --part a first"):
         R.main(["--suite", "full", "--part", "b", "--plan", "--runs", str(tmp_path)])
 
