@@ -596,7 +596,7 @@ def markdown(table: dict, found: list[dict], meta: dict) -> str:
         lines += [f"## {STUDY_TITLES[study]}", ""]
         if study == "a":
             lines += ["| batch (% of data) | updates (paper) | method | test top-1 % | "
-                      "train top-1 % | s to 90% test (epochs) | run s |",
+                      "train top-1 % (last epoch) | s to 90% test (epoch) | run s |",
                       "| --- | --- | --- | --- | --- | --- | --- |"]
             for k in sorted(keys, key=lambda k: (table[k]["batch"], table[k]["method"])):
                 r = table[k]
@@ -684,6 +684,11 @@ def plot(table: dict, path: str) -> None:
                    label=f"reference + {HOLD_POINTS:g} point")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    ax.set_yticks([t for t in (5, 7, 8, 9, 10, 12, 15, 20, 30, 40, 50, 70, 90)
+                   if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]])
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(list(LADDER), [str(b) for b in LADDER])
     ax.set_xlabel("global batch (2 ranks; full 60,000-image training set)")
     ax.set_ylabel("test error % (log scale)")
