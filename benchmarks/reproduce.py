@@ -209,14 +209,18 @@ def _evaluated(out: str, run_dir: str) -> bool:
 def jobs(selected, runs: str, seeds, fresh: bool = False, train: bool = True) -> list[dict]:
     """The runs still to do for `selected` rows, as JSON for the worker.
 
-    Seed by seed (every row's first seed before any row's second, so a part
-    cut short still has the whole ladder once); an evaluation row's job
-    right after the training it evaluates. `train=False`: only the
-    evaluations whose training is finished.
+    The ladder's recipe rows first, seed by seed, then the other rows seed
+    by seed (so a part cut short has the ladder on every seed, and every row
+    once, as early as it can); an evaluation row's job right after the
+    training it evaluates. `train=False`: only the evaluations whose
+    training is finished.
     """
     todo = []
     by_key = {r.key: r for r in selected}
-    for seed, row in ((s, r) for s in seeds for r in selected):
+    first = [r for r in selected if r.method in ("recipe", "recipe + precise BN")]
+    rest = [r for r in selected if r not in first]
+    order = [(s, r) for group in (first, rest) for s in seeds for r in group]
+    for seed, row in order:
         if row.precise_of:
             if row.precise_of not in by_key:
                 raise ValueError(f"row {row.key} evaluates {row.precise_of}, which is not "
