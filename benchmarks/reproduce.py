@@ -57,6 +57,7 @@ PRECISE_BN_BATCHES = 16                 # training batches precise BN re-estimat
 HOLD_POINTS = 1.0                       # "holds": mean top-1 within this of the reference
 TARGET_TOP1 = 0.90                      # the wall time to this test top-1 is reported
 TRAIN_EXAMPLES = 60_000
+FASHION_E = 16                          # lbsgd.paper.FASHION_EPOCHS (a test keeps them equal)
 # The papers' large-batch runs, in optimizer updates (Codreanu et al. Tables II, IX).
 PAPER_UPDATES = ((8192, "ImageNet 8K, 90 epochs", 14_000), (32768, "ImageNet 32K, 100 epochs",
                  4_000), (65536, "ImageNet 64K, 107 epochs", 2_100))
@@ -650,9 +651,28 @@ def markdown(table: dict, found: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _short(st: dict | None) -> str:
+    if not st:
+        return "—"
+    return (f"{100 * st['mean']:.2f}" if st["n"] == 1 else
+            f"{100 * st['mean']:.2f} ± {100 * st['std']:.2f}") + f" ({st['n']})"
+
+
 def readme_block(table: dict, found: list[dict]) -> str:
-    """The verdict table and the ladder, for the README."""
-    lines = ["| study | claim | ours: A − B (points) | verdict |", "| --- | --- | --- | --- |"]
+    """The ladder (one line per batch, one column per method) and the verdicts, for the README."""
+    methods = ("recipe", "recipe + precise BN", "naive", "recipe without collapse")
+    cell = {(r["batch"], r["method"]): r for r in table.values() if r["study"] == "a"}
+    lines = ["| batch (% of data) | updates | " + " | ".join(methods) +
+             " | s to 90%, recipe (epoch) |", "| --- " * (len(methods) + 3) + "|"]
+    for b in LADDER:
+        recipe = cell.get((b, "recipe")) or {}
+        to90, ep = recipe.get("seconds_to_target"), recipe.get("epochs_to_target")
+        reached = (f"{to90['mean']:.0f} ({ep['mean']:.1f})" if to90 else
+                   "not reached" if recipe else "—")
+        lines.append(f"| {b} ({100 * b / TRAIN_EXAMPLES:.2g}%) | {_updates(b, FASHION_E):,} | "
+                     + " | ".join(_short((cell.get((b, m)) or {}).get("top1")) for m in methods)
+                     + f" | {reached} |")
+    lines += ["", "| study | claim | ours: A − B (points) | verdict |", "| --- | --- | --- | --- |"]
     for c in found:
         lines.append(f"| {c['study']} | {c['claim']} | {100 * c['difference']:+.2f} | "
                      f"{c['verdict']} |")
