@@ -25,7 +25,10 @@ IMAGENET_TRAIN_EXAMPLES = 1_281_167
 MODELS = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet50", "edsr")
 LR_SCALINGS = ("linear", "root", "none")
 LR_CONTROLS = ("none", "saturation", "fixed")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "lars", "lamb")
+# Variables kept out of weight decay (and out of LARS's trust ratio): "rank1" = biases, BN
+# gamma/beta (lbsgd.distributed.default_decay_filter's complement); "none".
+EXCLUSIONS = ("rank1", "none")
 DECAYS = ("poly", "steps", "constant")
 SCHEDULE_KINDS = ("standard", "collapsed_ensemble")
 EXCHANGES = ("grouped", "per_tensor", "reducescatter")
@@ -264,20 +267,33 @@ class OptimizerConfig:
     """Optimizer, linear scaling rule and weight decay (Codreanu et al. IV-B, IV-D).
 
     Attributes:
-      name: "sgd" (momentum SGD, the paper's) or "adam" (Lee et al. VI-A).
+      name: "sgd" (momentum SGD, the paper's), "adam" (Lee et al. VI-A),
+        "lars" (You et al. 2017 layer-wise adaptive rate scaling,
+        lbsgd.lars.LARS: momentum SGD whose per-layer LR is trust_coefficient
+        x ||w|| / (||g|| + weight_decay x ||w||), weight decay inside that
+        ratio) or "lamb" (keras.optimizers.Lamb: Adam moments and a
+        ||w|| / ||update|| ratio on every variable; lbsgd's L2 is added to
+        its gradient).
       base_lr: learning rate at the reference batch size.
       reference_batch: batch size base_lr belongs to; peak LR = base_lr x
         global batch / reference_batch (linear scaling rule, Goyal et al.).
       max_lr: ceiling on the scaled LR (the paper holds 6.4 for >= 16K); 0 = none.
-      momentum: SGD momentum.
+      momentum: SGD and LARS momentum.
       weight_decay: Caffe-style L2 coefficient (paper: 1e-4 standard, 5e-5
-        before the collapse).
+        before the collapse); "lars" applies it inside its trust ratio.
       exchange: gradient exchange "grouped", "per_tensor" or "reducescatter".
       compression: wire format of the exchanged gradients: "none" (their own
         dtype) or "fp16" (float32 gradients sent as float16, half the bytes,
         rounded to ~3 significant digits).
       momentum_correction: scale the SGD velocity by lr_new / lr_old when the
-        LR changes (Goyal et al., adopted by Codreanu et al. II).
+        LR changes (Goyal et al., adopted by Codreanu et al. II); for "lars"
+        too (its velocity holds lr x update); "adam" and "lamb" have none.
+      trust_coefficient: LARS's eta in its per-layer LR (You et al.: 0.001;
+        "lars" only).
+      excluded_variables: variables left out of weight decay and of LARS's
+        trust ratio: "rank1" (biases, BN gamma/beta) or "none" (every
+        variable). Keras' Lamb applies its trust ratio to every variable
+        either way.
     """
 
     name: str = "sgd"
@@ -289,6 +305,8 @@ class OptimizerConfig:
     exchange: str = "grouped"
     compression: str = "none"
     momentum_correction: bool = True
+    trust_coefficient: float = 0.001
+    excluded_variables: str = "rank1"
 
     def __post_init__(self):
         _check_types(self, "optimizer.")
@@ -304,6 +322,10 @@ class OptimizerConfig:
                  "must be >= 0")
         _one_of("optimizer.exchange", self.exchange, EXCHANGES)
         _one_of("optimizer.compression", self.compression, COMPRESSIONS)
+        _require(self.trust_coefficient > 0 and math.isfinite(self.trust_coefficient),
+                 "optimizer.trust_coefficient", self.trust_coefficient,
+                 "must be a finite number > 0")
+        _one_of("optimizer.excluded_variables", self.excluded_variables, EXCLUSIONS)
 
 
 @dataclasses.dataclass(frozen=True)

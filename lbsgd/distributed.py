@@ -187,9 +187,13 @@ class _DistributedMixin:
         self._lbsgd_exchange, self._lbsgd_compression = exchange, compression
         self._lbsgd_decay_filter = decay_filter or default_decay_filter
         with keras.name_scope("lbsgd"):
-            self.l2_weight_decay = keras.Variable(
-                float(weight_decay), dtype="float32", trainable=False,
-                name="l2_weight_decay")
+            if _owns_l2(self):      # LARS: its own coefficient variable is lbsgd's
+                if weight_decay:
+                    self.l2_weight_decay.assign(float(weight_decay))
+            else:
+                self.l2_weight_decay = keras.Variable(
+                    float(weight_decay), dtype="float32", trainable=False,
+                    name="l2_weight_decay")
             # Horovod collective calls issued by this optimizer (counted in the graph).
             self.collective_calls = keras.Variable(0, dtype="int64", trainable=False,
                                                    name="collective_calls")
@@ -208,8 +212,9 @@ class _DistributedMixin:
                      else list(self._trainable_variables))
         grads = exchange_gradients(self, list(grads), self._lbsgd_exchange,
                                    self._lbsgd_compression)
-        grads = add_l2_weight_decay(grads, variables, self.l2_weight_decay,
-                                    self._lbsgd_decay_filter)
+        if not _owns_l2(self):
+            grads = add_l2_weight_decay(grads, variables, self.l2_weight_decay,
+                                        self._lbsgd_decay_filter)
         if self._lbsgd_momentum_correction:
             correct_momentum(self, variables)
         return super().apply(grads, trainable_variables)
@@ -217,8 +222,10 @@ class _DistributedMixin:
     # -- model.save / load_model ----------------------------------------------
     def get_config(self):
         """The wrapped optimizer's config and lbsgd's settings (`import lbsgd` before loading)."""
-        base = _base_class(type(self))
-        return {"optimizer": keras.optimizers.serialize(base.from_config(super().get_config())),
+        base, inner = _base_class(type(self)), super().get_config()
+        if _owns_l2(self):       # the coefficient travels once, as `weight_decay`
+            inner["l2_weight_decay"] = 0.0
+        return {"optimizer": keras.optimizers.serialize(base.from_config(inner)),
                 "exchange": self._lbsgd_exchange, "compression": self._lbsgd_compression,
                 "weight_decay": float(keras.ops.convert_to_numpy(self.l2_weight_decay)),
                 "momentum_correction": self._lbsgd_momentum_correction}
@@ -228,8 +235,9 @@ class _DistributedMixin:
         if "optimizer" not in config:       # a plain optimizer config: build this class from it
             return super().from_config(config, custom_objects=custom_objects)
         config = dict(config)
-        inner = keras.optimizers.deserialize(config.pop("optimizer"),
-                                             custom_objects=custom_objects)
+        # by module and class name: keras.optimizers.deserialize knows no Lamb
+        inner = keras.saving.deserialize_keras_object(config.pop("optimizer"),
+                                                      custom_objects=custom_objects)
         return DistributedOptimizer(inner, **config)
 
     @property
@@ -239,6 +247,11 @@ class _DistributedMixin:
     @property
     def gradient_compression(self) -> str:
         return self._lbsgd_compression
+
+
+def _owns_l2(optimizer) -> bool:
+    """Whether the optimizer applies lbsgd's L2 itself (LARS, inside its trust ratio)."""
+    return bool(getattr(optimizer, "owns_l2_weight_decay", False))
 
 
 def _base_class(cls):
@@ -278,7 +291,9 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
     Args:
       optimizer: the (unbuilt) Keras optimizer to wrap.
       exchange: gradient exchange, one of "grouped", "per_tensor", "reducescatter".
-      weight_decay: Caffe-style L2 coefficient added to the averaged gradient.
+      weight_decay: Caffe-style L2 coefficient added to the averaged gradient
+        (for lbsgd.lars.LARS: its `l2_weight_decay`, applied inside the trust
+        ratio; nothing is added to the gradient).
       decay_filter: callable(variable) -> bool selecting decayed variables
         (default: tensors of rank > 1, i.e. kernels).
       momentum_correction: scale the velocity by lr_t / lr_{t-1} (for
@@ -299,6 +314,18 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
             "Argument `weight_decay` would add a second weight decay: the optimizer already "
             f"has Keras' decoupled weight_decay={native}. Use one of them. Received: "
             f"weight_decay={weight_decay}")
+    if _owns_l2(optimizer):
+        own = float(keras.ops.convert_to_numpy(optimizer.l2_weight_decay))
+        if weight_decay and own:
+            raise ValueError(
+                "Argument `weight_decay` would set the weight decay twice: the optimizer "
+                f"already has l2_weight_decay={own} (inside its trust ratio). Use one of them. "
+                f"Received: weight_decay={weight_decay}")
+        if decay_filter is not None:
+            raise ValueError(
+                "Argument `decay_filter` does not apply: the optimizer decays inside its trust "
+                "ratio and chooses the variables by its `exclude_from_adaptation`. Received: "
+                f"decay_filter={decay_filter!r}")
     base = _base_class(type(optimizer))
     wrapped = _distributed_class(base).from_config(optimizer.get_config())
     wrapped._lbsgd_setup(exchange, weight_decay, decay_filter, momentum_correction,
@@ -494,5 +521,10 @@ def callbacks(root_rank: int = 0):
 
 
 for _optimizer in (keras.optimizers.SGD, keras.optimizers.Adam, keras.optimizers.AdamW,
-                   keras.optimizers.RMSprop, keras.optimizers.Nadam, keras.optimizers.Lion):
+                   keras.optimizers.RMSprop, keras.optimizers.Nadam, keras.optimizers.Lion,
+                   keras.optimizers.Lamb):
     _distributed_class(_optimizer)   # so `load_model` finds them once lbsgd is imported
+
+from lbsgd import lars as _lars  # noqa: E402  (lars reads default_decay_filter from here)
+
+_distributed_class(_lars.LARS)

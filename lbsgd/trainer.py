@@ -29,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from lbsgd import adaptive, callbacks, console, data, distributed, ensemble, faults, models
-from lbsgd import precise_bn, recipe
+from lbsgd import lars, precise_bn, recipe
 from lbsgd import resize, runtime, schedules
 from lbsgd import config as config_lib
 from lbsgd.rundir import RunDir, atomic_write_json
@@ -121,6 +121,31 @@ def fit_segments(model, make_dataset, epochs: int, initial_epoch: int = 0, adapt
     return epoch
 
 
+def build_distributed_optimizer(opt: config_lib.OptimizerConfig, learning_rate,
+                                weight_decay: float) -> keras.optimizers.Optimizer:
+    """`opt.name`'s Keras optimizer in DistributedOptimizer, with the epoch's L2 coefficient.
+
+    "lars" decays inside its trust ratio (its `l2_weight_decay` is the
+    wrapper's); the others get lbsgd's L2 on the gradient of the variables
+    `opt.excluded_variables` does not exclude.
+    """
+    if opt.name == "lars":
+        return distributed.DistributedOptimizer(
+            lars.LARS(learning_rate, momentum=opt.momentum,
+                      trust_coefficient=opt.trust_coefficient,
+                      exclude_from_adaptation=opt.excluded_variables),
+            exchange=opt.exchange, weight_decay=weight_decay,
+            momentum_correction=opt.momentum_correction, compression=opt.compression)
+    base = {"sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=opt.momentum),
+            "adam": lambda: keras.optimizers.Adam(learning_rate),
+            "lamb": lambda: keras.optimizers.Lamb(learning_rate)}[opt.name]()
+    rule = opt.excluded_variables
+    return distributed.DistributedOptimizer(
+        base, exchange=opt.exchange, weight_decay=weight_decay,
+        decay_filter=lambda v: not lars.is_excluded(v, rule),
+        momentum_correction=opt.momentum_correction, compression=opt.compression)
+
+
 class Trainer:
     """Trains one config on this rank, from scratch or from a checkpoint's state.
 
@@ -197,13 +222,8 @@ class Trainer:
         else:
             self.learning_rate = schedules.build_schedule(opt, cfg.schedule, self.batch,
                                                           self.steps, cfg.epochs)
-        if opt.name == "sgd":
-            base = keras.optimizers.SGD(self.learning_rate, momentum=opt.momentum)
-        else:
-            base = keras.optimizers.Adam(self.learning_rate)
-        self.optimizer = distributed.DistributedOptimizer(
-            base, exchange=opt.exchange, weight_decay=self.plan[0].weight_decay,
-            momentum_correction=opt.momentum_correction, compression=opt.compression)
+        self.optimizer = build_distributed_optimizer(opt, self.learning_rate,
+                                                     self.plan[0].weight_decay)
         self.model.compile(optimizer=self.optimizer, loss=self.loss,
                            metrics=models.task_metrics(cfg.task), jit_compile=False)
         self.optimizer.build(self.model.trainable_variables)
