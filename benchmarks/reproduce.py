@@ -57,7 +57,6 @@ PRECISE_BN_BATCHES = 16                 # training batches precise BN re-estimat
 HOLD_POINTS = 1.0                       # "holds": mean top-1 within this of the reference
 TARGET_TOP1 = 0.90                      # the wall time to this test top-1 is reported
 TRAIN_EXAMPLES = 60_000
-FASHION_E = 16                          # lbsgd.paper.FASHION_EPOCHS (a test keeps them equal)
 # The papers' large-batch runs, in optimizer updates (Codreanu et al. Tables II, IX).
 PAPER_UPDATES = ((8192, "ImageNet 8K, 90 epochs", 14_000), (32768, "ImageNet 32K, 100 epochs",
                  4_000), (65536, "ImageNet 64K, 107 epochs", 2_100))
@@ -244,10 +243,8 @@ def jobs(selected, runs: str, seeds, fresh: bool = False, train: bool = True) ->
 
 def _precise_eval(job: dict, rt) -> dict:
     """Top-1 of a finished run's final weights after precise BN (BN statistics re-estimated)."""
-    import keras
-
     from lbsgd import checkpoint as ckpt
-    from lbsgd import data, models, precise_bn, recipe
+    from lbsgd import data, ensemble, models, precise_bn, recipe
     from lbsgd.config import TrainConfig
 
     run_dir = job["precise_of"]
@@ -255,38 +252,18 @@ def _precise_eval(job: dict, rt) -> dict:
         cfg = TrainConfig.from_dict(json.load(f))
     source = data.load_source(cfg.data, cfg.seed)
     model = models.build_model(cfg.model, source.input_shape, source.num_classes)
-    model.compile(loss=models.task_loss(cfg.task), metrics=models.task_metrics(cfg.task),
-                  jit_compile=False)
     ckpt.load_model_variables(os.path.join(run_dir, "checkpoint.npz"), model)
     local = max(1, cfg.batch_size // rt.size)
     val = data.val_dataset(source, local, rt.rank, rt.size)
-    before = _top1(model, val)
-    plan = recipe.build_plan(cfg)
+    before = ensemble.evaluate_model(model, val)["top1"]
     switch = data.AugmentSwitch(cfg.epochs)
-    for p in plan:
-        switch.set(p.epoch, p.augment, p.epoch + 1)
+    recipe.set_augmentation(switch, recipe.build_plan(cfg))
     batches = precise_bn.training_batches(source, cfg.batch_size, cfg.seed, rt.rank, rt.size,
                                           cfg.epochs - 1, switch)
     used = precise_bn.recompute_bn_statistics(model, batches, job["batches"])
-    after = _top1(model, val)
-    keras.backend.clear_session()
+    after = ensemble.evaluate_model(model, val)["top1"]
     return {"top1": after, "top1_moving_average_bn": before, "batches": used,
             "source": run_dir}
-
-
-def _top1(model, val) -> float:
-    """Test top-1 over every rank's share of the test set."""
-    import numpy as np
-
-    from lbsgd import distributed
-    correct = total = 0
-    for x, y in val:
-        pred = np.argmax(model(x, training=False), axis=-1)
-        correct += int(np.sum(pred == np.asarray(y).reshape(-1)))
-        total += len(pred)
-    c, t = distributed.allreduce_numpy([np.array([correct, total], np.float64)], op="sum",
-                                       name="lbsgd.reproduce.top1")[0]
-    return float(c / t)
 
 
 def worker(jobs_path: str) -> int:
@@ -660,6 +637,7 @@ def _short(st: dict | None) -> str:
 
 def readme_block(table: dict, found: list[dict]) -> str:
     """The ladder (one line per batch, one column per method) and the verdicts, for the README."""
+    from lbsgd.paper import FASHION_EPOCHS
     methods = ("recipe", "recipe + precise BN", "naive", "recipe without collapse")
     cell = {(r["batch"], r["method"]): r for r in table.values() if r["study"] == "a"}
     lines = ["| batch (% of data) | updates | " + " | ".join(methods) +
@@ -669,7 +647,7 @@ def readme_block(table: dict, found: list[dict]) -> str:
         to90, ep = recipe.get("seconds_to_target"), recipe.get("epochs_to_target")
         reached = (f"{to90['mean']:.0f} ({ep['mean']:.1f})" if to90 else
                    "not reached" if recipe else "—")
-        lines.append(f"| {b} ({100 * b / TRAIN_EXAMPLES:.2g}%) | {_updates(b, FASHION_E):,} | "
+        lines.append(f"| {b} ({100 * b / TRAIN_EXAMPLES:.2g}%) | {_updates(b, FASHION_EPOCHS):,} | "
                      + " | ".join(_short((cell.get((b, m)) or {}).get("top1")) for m in methods)
                      + f" | {reached} |")
     lines += ["", "| study | claim | ours: A − B (points) | verdict |", "| --- | --- | --- | --- |"]

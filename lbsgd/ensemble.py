@@ -54,6 +54,14 @@ def _row(name: str, sums: np.ndarray, **extra) -> dict:
             "top1": sums[2] / n, "top5": sums[3] / n, **extra}
 
 
+def evaluate_model(model, dataset, top_k: int = 5) -> dict:
+    """Loss, top-1 and top-k of `model`'s current weights over every rank's share of `dataset`."""
+    from lbsgd import distributed
+    sums = distributed.allreduce_numpy([_sums(*_predict(model, dataset), top_k)], op="sum",
+                                       name="lbsgd.evaluate_model")[0]
+    return _row("model", sums)
+
+
 def evaluate_snapshots(model, snapshot_paths, dataset, members=None, top_k: int = 5) -> dict:
     """Evaluates each snapshot and the ensemble averaging their softmax outputs.
 

@@ -101,6 +101,12 @@ def plan_epochs(schedule: ScheduleConfig, epochs: int, weight_decay: float) -> l
     return plan
 
 
+def set_augmentation(augment_switch, plan) -> None:
+    """Writes the plan's per-epoch augmentation into a pipeline's lbsgd.data.AugmentSwitch."""
+    for p in plan[:augment_switch.num_epochs]:
+        augment_switch.set(p.epoch, p.augment, p.epoch + 1)
+
+
 class RecipePhases(keras.callbacks.Callback):
     """Drives the recipe's phases: weight decay and augmentation per epoch, logged.
 
@@ -127,8 +133,7 @@ class RecipePhases(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.augment_switch is not None:
-            for p in self.plan[:self.augment_switch.num_epochs]:
-                self.augment_switch.set(p.epoch, p.augment, p.epoch + 1)
+            set_augmentation(self.augment_switch, self.plan)
 
     def on_epoch_begin(self, epoch, logs=None):
         wd = getattr(self.model.optimizer, "l2_weight_decay", None)
