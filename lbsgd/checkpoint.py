@@ -63,12 +63,36 @@ def _read_json(path: str, key: str):
 def save(path: str, model: keras.Model, state: dict, keep_previous: str | None = None) -> None:
     """Saves model and optimizer variables and a JSON-able `state`, atomically.
 
-    With `keep_previous`, the checkpoint being replaced is first renamed to that
-    path, so the epoch before stays readable if this one turns out damaged."""
+    With `keep_previous`, the checkpoint being replaced is first kept at that path
+    (a hard link, or a copy where links are refused), so the epoch before stays
+    readable if this one turns out damaged. `path` itself never goes missing: a
+    reader (or a resume after a kill at any instant) finds the old epoch or the new.
+    """
     model_vars, opt_vars = _variables(model)
     if keep_previous and os.path.isfile(path):
-        os.replace(path, keep_previous)
+        _keep_copy(path, keep_previous)
     _write(path, {"model": model_vars, "optimizer": opt_vars}, "state", state)
+
+
+def _keep_copy(path: str, keep: str) -> None:
+    """Makes `keep` hold what `path` holds now, atomically, leaving `path` in place."""
+    import shutil
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(keep) + ".",
+                               dir=os.path.dirname(os.path.abspath(keep)))
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copy2(path, tmp)
+        os.replace(tmp, keep)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def load(path: str, model: keras.Model) -> dict:

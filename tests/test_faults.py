@@ -240,6 +240,28 @@ def test_corrupt_checkpoint_names_the_file_and_offers_the_previous_one(finished_
     assert ckpt.read_state(str(run_dir / "checkpoint.npz"))["epochs_done"] == 2
 
 
+def test_saving_keeps_the_previous_epoch_and_never_leaves_the_checkpoint_missing(
+        tmp_path, monkeypatch):
+    import keras
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    path, previous = str(tmp_path / "checkpoint.npz"), str(tmp_path / "checkpoint.prev.npz")
+    ckpt.save(path, model, {"epochs_done": 1}, keep_previous=previous)
+    write = ckpt._write
+    seen = []
+
+    def checked_write(target, *args):   # what a reader polling the run dir sees mid-save
+        seen.append((os.path.isfile(target), ckpt.read_state(target)["epochs_done"]))
+        write(target, *args)
+
+    monkeypatch.setattr(ckpt, "_write", checked_write)
+    ckpt.save(path, model, {"epochs_done": 2}, keep_previous=previous)
+    assert seen == [(True, 1)]
+    assert ckpt.read_state(path)["epochs_done"] == 2
+    assert ckpt.read_state(previous)["epochs_done"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "checkpoint.prev.npz"]
+
+
 def test_run_files_follow_the_umask(finished_run):
     for name in ("config.json", "history.csv", "checkpoint.npz", "summary.json"):
         mode = (finished_run / name).stat().st_mode & 0o777
