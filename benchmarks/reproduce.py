@@ -729,6 +729,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "reproduce"),
                         help="parent of the run directories (reused across invocations)")
     parser.add_argument("--out", default=RESULTS, help="where the result files go")
+    parser.add_argument("--seeds", default=None,
+                        help="train only these of the suite's seeds, comma-separated (e.g. 0: "
+                             "one seed of every row first); the results use every seed finished")
     parser.add_argument("--fresh", action="store_true", help="rerun rows already finished")
     parser.add_argument("--plan", action="store_true", help="print the runs to do, run nothing")
     parser.add_argument("--evaluations_only", action="store_true",
@@ -747,9 +750,18 @@ def main(argv=None) -> int:
         table = collect(report, args.runs, seeds)
         print(readme_block(table, verdicts(table)))
         return 0
-    todo = jobs(chosen, args.runs, seeds, args.fresh, train=not args.evaluations_only)
+    run_seeds = seeds
+    if args.seeds is not None:
+        try:
+            run_seeds = tuple(int(s) for s in args.seeds.split(","))
+        except ValueError:
+            run_seeds = ()
+        if not run_seeds or not set(run_seeds) <= set(seeds):
+            parser.error(f"--seeds={args.seeds!r}: the {args.suite} suite's seeds are "
+                         f"{','.join(map(str, seeds))}")
+    todo = jobs(chosen, args.runs, run_seeds, args.fresh, train=not args.evaluations_only)
     print(f"reproduce: {args.suite} suite{f', part {args.part}' if args.part else ''}: "
-          f"{len(chosen)} rows x {len(seeds)} seeds, {sum('config' in j for j in todo)} "
+          f"{len(chosen)} rows x {len(run_seeds)} seeds, {sum('config' in j for j in todo)} "
           f"trainings and {sum('precise_of' in j for j in todo)} evaluations to do", flush=True)
     if args.plan:
         for j in todo:

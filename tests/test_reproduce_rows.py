@@ -109,6 +109,18 @@ def test_plan_lists_the_runs_without_training(tmp_path, capsys):
         assert counts in capsys.readouterr().out
     with pytest.raises(SystemExit, match="run --part a first"):
         R.main(["--suite", "full", "--part", "b", "--plan", "--runs", str(tmp_path)])
+    assert R.main(["--suite", "full", "--part", "d", "--seeds", "0,2", "--plan",
+                   "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 rows x 2 seeds, 8 trainings" in out
+    assert "d_adaptive seed 2" in out and "seed 1" not in out
+
+
+@pytest.mark.parametrize("seeds", ["7", "0,x", ""])
+def test_seeds_outside_the_suite_are_refused_naming_the_flag(tmp_path, capsys, seeds):
+    with pytest.raises(SystemExit):
+        R.main(["--suite", "full", "--seeds", seeds, "--plan", "--runs", str(tmp_path)])
+    assert f"--seeds={seeds!r}: the full suite's seeds are 0,1,2" in capsys.readouterr().err
 
 
 def test_precise_bn_evaluation_job_on_a_finished_run(short_run, tmp_path):
