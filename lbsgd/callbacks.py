@@ -258,3 +258,120 @@ class ConvergenceStop(keras.callbacks.Callback):
         if self.wait >= self.patience:
             self.stopped_epoch = epoch + 1
             self.model.stop_training = True
+
+
+class RunTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard logs of a run: every epoch's logs, the LR of every step, the phase.
+
+    Keras' own callback writes the epoch logs as it always does (`train/` and
+    `validation/` under `log_dir`, step = the 0-based epoch): loss, accuracy,
+    the validation metrics and everything lbsgd's callbacks publish before it
+    (learning_rate, weight_decay, batch_size, steps, theta, cycle,
+    images_per_second, ...). This adds `step_learning_rate` at every optimizer
+    step of the epoch (the schedule's value at that step, step = the
+    optimizer's iteration) and the epoch's `phase` as text, then flushes.
+
+    Place it after Checkpointer (lbsgd.trainer.CALLBACK_ORDER): an epoch is
+    logged once the checkpoint holds it, so a resumed run never writes a step
+    twice. A job killed between the two leaves the epoch out of the logs; the
+    resumed run writes the epochs its checkpoint holds and the logs lack from
+    the history rows (`rows`) before it trains, so every epoch has one value.
+    Rank 0 only: give it to rank 0's fit.
+
+    Args:
+      log_dir: the logs' directory (a run's `tensorboard/`).
+      rows: callable() -> the run's history rows so far (RunLogger.rows: 1-based
+        `epoch`, the epoch's logs, `phase`).
+    """
+
+    def __init__(self, log_dir: str, rows=None):
+        super().__init__(log_dir=log_dir, write_graph=False, update_freq="epoch")
+        self.rows = rows or (lambda: [])
+        self._filled = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self._filled:           # once per run, before its first epoch
+            self._filled = True
+            self._write_missing_epochs()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._first_step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        last = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        rows = self.rows()
+        self._write_steps(self._first_step, last, epoch, rows[-1] if rows else {})
+        self._flush()
+
+    def _write_steps(self, first: int, last: int, epoch: int, row: dict) -> None:
+        rates = step_learning_rates(self.model.optimizer, first, last,
+                                    fallback=row.get("learning_rate"))
+        with self._train_writer.as_default():
+            for step, lr in zip(range(first, last), rates):
+                self.summary.scalar("step_learning_rate", lr, step=step)
+            if "phase" in row:
+                self.summary.text("phase", str(row["phase"]), step=epoch)
+
+    def _flush(self) -> None:
+        for writer in self._writers.values():
+            writer.flush()
+
+    def _write_missing_epochs(self) -> None:
+        """The epochs the history holds that the logs on disk lack (a kill between the
+        checkpoint and these logs), written from the history rows."""
+        rows = self.rows()
+        logged = logged_epochs(self._train_dir, "epoch_loss")
+        step = 0
+        for row in rows:
+            epoch, steps = int(row["epoch"]) - 1, int(row.get("steps", 0))
+            if epoch not in logged:
+                numbers = {k: float(v) for k, v in row.items()
+                           if k != "epoch" and isinstance(v, (int, float))}
+                for writer, keep in ((self._train_writer, lambda k: not k.startswith("val_")),
+                                     (self._val_writer, lambda k: k.startswith("val_"))):
+                    with writer.as_default():
+                        for name, value in numbers.items():
+                            if keep(name):
+                                name = name[4:] if name.startswith("val_") else name
+                                self.summary.scalar(f"epoch_{name}", value, step=epoch)
+                self._write_steps(step, step + steps, epoch, row)
+            step += steps
+        self._flush()
+
+
+def logged_epochs(directory: str, tag: str) -> set[int]:
+    """The steps at which the TensorBoard event files in `directory` hold `tag`."""
+    import glob
+
+    import tensorflow as tf
+
+    found = set()
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(path):
+                if any(v.tag == tag for v in event.summary.value):
+                    found.add(int(event.step))
+        except tf.errors.DataLossError:     # a file cut short by a kill: what it holds counts
+            continue
+    return found
+
+
+def step_learning_rates(optimizer, first: int, last: int, fallback=None) -> list[float]:
+    """The learning rate `optimizer` applies at each step in [first, last): its schedule's
+    values, or for a plain learning rate (the adaptive batch's, set per epoch) `fallback`
+    if given, else the current value, at every step."""
+    import numpy as np
+
+    lr = getattr(optimizer, "_learning_rate", None)
+    schedule = keras.optimizers.schedules.LearningRateSchedule
+    if not isinstance(lr, schedule):
+        value = current_learning_rate(optimizer) if fallback is None else float(fallback)
+        return [value] * max(0, last - first)
+    steps = np.arange(first, last, dtype=np.int64)
+    values = np.asarray(keras.ops.convert_to_numpy(lr(steps)), dtype=np.float64)
+    if values.shape != steps.shape:         # a schedule written for one step at a time
+        values = np.array([float(keras.ops.convert_to_numpy(lr(int(s)))) for s in steps])
+    return values.tolist()

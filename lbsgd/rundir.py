@@ -35,8 +35,11 @@ RESUMES = "resumes.json"
 LOCK = "run.lock"
 SNAPSHOTS = "snapshots"                 # a directory: epoch_NNNN.npz and index.json
 SNAPSHOT_INDEX = "index.json"
+MODEL = "model.keras"                   # the trained network, Keras' format (lbsgd.export)
+ENSEMBLE_MODEL = "ensemble.keras"       # the collapsed ensemble as one Keras model
+TENSORBOARD = "tensorboard"             # a directory: Keras TensorBoard logs (train/, validation/)
 RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, PREVIOUS_CHECKPOINT, SUMMARY, ENSEMBLE,
-             THETA_REFERENCE, RESUMES)
+             THETA_REFERENCE, RESUMES, MODEL, ENSEMBLE_MODEL)
 
 
 # --------------------------------------------------------------------------
@@ -181,6 +184,9 @@ class RunDir:
     theta_reference = property(lambda self: self.file(THETA_REFERENCE))
     resumes = property(lambda self: self.file(RESUMES))
     snapshots = property(lambda self: self.file(SNAPSHOTS))
+    model = property(lambda self: self.file(MODEL))
+    ensemble_model = property(lambda self: self.file(ENSEMBLE_MODEL))
+    tensorboard = property(lambda self: self.file(TENSORBOARD))
 
     def write_config(self, config_json: str) -> None:
         atomic_write_text(self.config, config_json + "\n")
@@ -217,6 +223,10 @@ class RunDir:
         if os.path.isdir(self.snapshots):
             for name in os.listdir(self.snapshots):
                 os.unlink(os.path.join(self.snapshots, name))
+        if os.path.isdir(self.tensorboard):   # only what Keras' TensorBoard callback writes
+            import shutil
+            for name in ("train", "validation"):
+                shutil.rmtree(os.path.join(self.tensorboard, name), ignore_errors=True)
 
     def record_resume(self, epochs_done: int, changes: dict) -> None:
         """Appends a resume's allowed config changes {field: (before, after)} to resumes.json."""

@@ -41,6 +41,8 @@ def _define_flags():
     flags.DEFINE_list("allow_change", [], "With --resume: config fields that may differ from "
                       "the run's config.json (the change is recorded in resumes.json).")
     flags.DEFINE_bool("validate_only", False, "Check the config and exit.")
+    flags.DEFINE_bool("tensorboard", True, "Write Keras TensorBoard logs to the run directory's "
+                      "tensorboard/ (rank 0); --tensorboard=false turns them off.")
     for path, hint in config_lib.leaves():
         flags.DEFINE_string(path, None, f"Override config field {path} "
                                         f"({getattr(hint, '__name__', hint)}).")
@@ -128,7 +130,8 @@ def main(argv=None) -> int:
     from lbsgd import faults, runtime
     try:
         summary = run(cfg, run_dir, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                      resume_changes=changes, config_file=FLAGS.config)
+                      resume_changes=changes, config_file=FLAGS.config,
+                      tensorboard=FLAGS.tensorboard)
     except config_lib.ConfigError as err:
         return _error(err)
     except faults.TrainingDiverged as err:

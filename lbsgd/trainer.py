@@ -14,6 +14,7 @@ theta-driven batch growth with LR co-scaling and decay on saturation):
                         from the checkpoint when resuming
       fit               fit_segments: model.fit once per batch size
       evaluate_ensemble the collapse snapshots and their ensemble (ensemble.py)
+      export            model.keras and ensemble.keras, Keras' own format (export.py)
       summarize         summary.json
 
 :func:`run` adds the run directory around it (lock, start/resume decision;
@@ -28,7 +29,8 @@ import sys
 import keras
 import tensorflow as tf
 
-from lbsgd import adaptive, callbacks, console, data, distributed, ensemble, faults, models
+from lbsgd import adaptive, callbacks, console, data, distributed, ensemble, export, faults
+from lbsgd import models
 from lbsgd import lars, precise_bn, recipe
 from lbsgd import resize, runtime, schedules
 from lbsgd import config as config_lib
@@ -61,6 +63,8 @@ CALLBACK_ORDER = (
     (callbacks.ConvergenceStop, "decides the stop the checkpoint records"),
     (callbacks.Checkpointer,
      "saves the state every callback above has updated for the epoch"),
+    (callbacks.RunTensorBoard,
+     "logs an epoch once the checkpoint holds it: a resume never writes a step twice"),
 )
 
 
@@ -159,10 +163,12 @@ class Trainer:
       extra_callbacks: the user's Keras callbacks, run after lbsgd's.
       config_file: the config file the run starts from (kept in the
         checkpoint, so `--resume --config <the same file>` is recognised).
+      tensorboard: rank 0 writes Keras TensorBoard logs to the run's tensorboard/.
     """
 
     def __init__(self, cfg: config_lib.TrainConfig, run_dir, state: dict | None = None,
-                 verbose: int | str = "auto", extra_callbacks=(), config_file: str | None = None):
+                 verbose: int | str = "auto", extra_callbacks=(), config_file: str | None = None,
+                 tensorboard: bool = True):
         self.cfg = cfg
         self.run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.state = state
@@ -170,6 +176,8 @@ class Trainer:
         self.verbose = verbose
         self.extra_callbacks = list(extra_callbacks)
         self.config_file = config_file
+        self.tensorboard = bool(tensorboard)
+        self.export_seconds = {}
         self.plan = recipe.build_plan(cfg)
         self.initial_epoch = 0
         self.evaluation = None
@@ -187,6 +195,7 @@ class Trainer:
                 self.summarize(status="diverged", diverged=err.to_dict())
                 raise
             self.evaluate_ensemble()
+            self.export()
         return self.summarize(status="completed")
 
     # -- build steps ---------------------------------------------------------
@@ -259,8 +268,10 @@ class Trainer:
         if cfg.model.precise_bn_batches:
             self.precise_bn = precise_bn.PreciseBN(self.precise_bn_batches,
                                                    cfg.model.precise_bn_batches)
+        board = ([callbacks.RunTensorBoard(run_dir.tensorboard, rows=lambda: self.logger.rows)]
+                 if self.tensorboard and rt.is_chief else [])
         self.callbacks = ([broadcast, sync] + ([self.precise_bn] if self.precise_bn else [])
-                          + [metrics] + guards + bookkeeping + [self.checkpointer]
+                          + [metrics] + guards + bookkeeping + [self.checkpointer] + board
                           + self.extra_callbacks)
         check_callback_order(self.callbacks)
         if self.state is not None:
@@ -315,6 +326,23 @@ class Trainer:
                                                       last=last)
         self.evaluation.evaluate(self.model)
 
+    def export(self) -> None:
+        """Rank 0 writes model.keras and, where the run has a collapsed ensemble,
+        ensemble.keras (lbsgd.export); the seconds each took go to the summary."""
+        if not self.rt.is_chief:
+            return
+        import time
+        t0 = time.perf_counter()
+        export.save_model(self.model, self.run_dir.model)
+        self.export_seconds["model"] = time.perf_counter() - t0
+        result = self.evaluation.result if self.evaluation is not None else None
+        if result is not None:
+            members = set(result["ensemble"]["members"])
+            paths = [p for p in self.snapshots.paths if os.path.basename(p) in members]
+            t0 = time.perf_counter()
+            export.save_ensemble(self.model, paths, self.run_dir.ensemble_model)
+            self.export_seconds["ensemble"] = time.perf_counter() - t0
+
     def summarize(self, status: str, **extra) -> dict:
         """summary.json (rank 0 writes it); returned on every rank."""
         summary = make_summary(self.cfg, self.logger.rows, self.time_to_accuracy.reached,
@@ -322,6 +350,8 @@ class Trainer:
         summary.update(status=status, **extra)
         if status == "completed":
             summary.update(self._results())
+        if self.export_seconds:
+            summary["export_seconds"] = dict(self.export_seconds)
         if self.rt.is_chief:
             atomic_write_json(self.run_dir.summary, summary)
         if status == "completed":
@@ -386,7 +416,8 @@ def _record_resume(directory: RunDir, state: dict, cfg, world_size: int,
 
 def run(cfg: config_lib.TrainConfig, run_dir: str, resume: bool = False,
         overwrite: bool = False, verbose: int | str = "auto", extra_callbacks=(),
-        resume_changes: dict | None = None, config_file: str | None = None) -> dict:
+        resume_changes: dict | None = None, config_file: str | None = None,
+        tensorboard: bool = True) -> dict:
     """Trains `cfg` in this process (one rank of the job); returns the summary.
 
     Rank 0 takes the run directory's lock and decides what happens to it
@@ -398,7 +429,7 @@ def run(cfg: config_lib.TrainConfig, run_dir: str, resume: bool = False,
       run_dir: directory for the run's files (rundir.py names them).
       resume: continue from the run directory's checkpoint.
       overwrite: discard an earlier run in `run_dir` instead of refusing it.
-      verbose, extra_callbacks, config_file: see Trainer.
+      verbose, extra_callbacks, config_file, tensorboard: see Trainer.
       resume_changes: {field: (before, after)} allowed with --allow_change;
         recorded in the run directory's resumes.json.
     """
@@ -422,6 +453,6 @@ def run(cfg: config_lib.TrainConfig, run_dir: str, resume: bool = False,
         if "error" in decision:
             raise config_lib.ConfigError(decision["error"])
         return Trainer(cfg, directory, decision["state"], verbose, extra_callbacks,
-                       config_file).run()
+                       config_file, tensorboard).run()
     finally:
         directory.unlock()

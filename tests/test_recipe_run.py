@@ -29,6 +29,60 @@ def rows(run_dir):
         return list(csv.DictReader(f))
 
 
+# Run in a fresh interpreter that imports neither lbsgd nor Horovod: top-1 of a .keras file
+# on validation shards saved by `val_shards`, batch by batch as the run evaluated them.
+LOAD_AND_SCORE = """
+import json, sys
+import numpy as np, keras
+model = keras.saving.load_model(sys.argv[1])
+z = np.load(sys.argv[2])
+hits = n = 0
+for r in range(int(z["shards"])):
+    x, y, b = z[f"x{r}"], z[f"y{r}"], int(z["batch"])
+    p = np.concatenate([np.asarray(model.predict_on_batch(x[i:i + b]), np.float64)
+                        for i in range(0, len(x), b)])
+    p_true = p[np.arange(len(y)), y]
+    hits += int(((p > p_true[:, None]).sum(axis=1) == 0).sum()); n += len(y)
+print(json.dumps({"hits": hits, "n": n, "compiled": model.compiled,
+                  "imported": sorted(m for m in sys.modules if m.split(".")[0] in
+                                     ("lbsgd", "horovod"))}))
+"""
+
+
+def val_shards(run_dir, path, ranks=2):
+    """Each rank's validation batches of the run (its config), saved to `path`."""
+    from lbsgd import config as config_lib
+    from lbsgd import data
+    cfg = config_lib.load_config(os.path.join(run_dir, "config.json"))
+    source = data.load_source(cfg.data, cfg.seed)
+    arrays = {"shards": ranks, "batch": cfg.batch_size // ranks}
+    for r in range(ranks):
+        xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in
+                       data.val_dataset(source, cfg.batch_size // ranks, r, ranks)])
+        arrays[f"x{r}"], arrays[f"y{r}"] = np.concatenate(xs), np.concatenate(ys)
+    np.savez(path, **arrays)
+    return path
+
+
+def load_and_score(keras_file, shards):
+    proc = run_python("-c", LOAD_AND_SCORE, keras_file, shards, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def tensorboard_scalars(directory):
+    """{tag: [steps, in the order written]} of the event files in `directory`."""
+    import glob
+
+    import tensorflow as tf
+    found = {}
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                found.setdefault(v.tag, []).append(int(event.step))
+    return found
+
+
 def snapshot_index(run_dir):
     with open(os.path.join(run_dir, "snapshots", "index.json")) as f:
         return json.load(f)["snapshots"]
@@ -76,6 +130,41 @@ def test_three_snapshots_and_ensemble_reported(recipe_run):
     assert "Collapsed ensemble" in stdout
 
 
+def test_model_keras_loads_without_lbsgd_and_scores_the_final_val_accuracy(recipe_run,
+                                                                          tmp_path):
+    run_dir, _ = recipe_run
+    got = load_and_score(os.path.join(run_dir, "model.keras"),
+                         val_shards(run_dir, str(tmp_path / "val.npz")))
+    assert got["imported"] == [] and got["compiled"] is False    # the optimizer is left out
+    assert got["n"] == 359
+    assert got["hits"] / got["n"] == pytest.approx(float(rows(run_dir)[-1]["val_accuracy"]),
+                                                   abs=1e-6)
+
+
+def test_ensemble_keras_scores_what_ensemble_json_reports(recipe_run, tmp_path):
+    run_dir, _ = recipe_run
+    got = load_and_score(os.path.join(run_dir, "ensemble.keras"),
+                         val_shards(run_dir, str(tmp_path / "val.npz")))
+    result = json.load(open(os.path.join(run_dir, "ensemble.json")))
+    assert got["imported"] == [] and got["n"] == result["ensemble"]["examples"] == 359
+    assert got["hits"] / got["n"] == pytest.approx(result["ensemble"]["top1"], abs=1e-9)
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert set(summary["export_seconds"]) == {"model", "ensemble"}
+
+
+def test_tensorboard_holds_each_epoch_once_and_the_lr_of_every_step(recipe_run):
+    run_dir, _ = recipe_run
+    train = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "train"))
+    val = tensorboard_scalars(os.path.join(run_dir, "tensorboard", "validation"))
+    for tag in ("epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_weight_decay",
+                "epoch_batch_size", "epoch_images_per_second", "epoch_cycle", "phase"):
+        assert train[tag] == list(range(10)), tag
+    assert val["epoch_accuracy"] == val["epoch_loss"] == list(range(10))
+    h = rows(run_dir)
+    steps = int(h[0]["steps"])
+    assert train["step_learning_rate"] == list(range(10 * steps))
+
+
 def test_ensemble_cli_selects_snapshots(recipe_run, tmp_path):
     run_dir, _ = recipe_run
     out = str(tmp_path / "two.json")
@@ -116,7 +205,19 @@ def test_killed_mid_collapse_resumes_exactly(recipe_run, tmp_path):
     killed = str(tmp_path / "killed")
     done = kill_after_checkpoint((*RECIPE, f"--run_dir={killed}"), killed, 6)
     assert 6 <= done < 10, f"killed after {done} epochs"     # inside cycle 1's collapse or later
+    # the logs of the last epochs lost with the job (as when it dies between the checkpoint
+    # and the logs' flush): the resume writes them from the history
+    board = os.path.join(killed, "tensorboard")
+    for sub in ("train", "validation"):
+        files = sorted(os.listdir(os.path.join(board, sub)))
+        os.unlink(os.path.join(board, sub, files[-1]))
     horovodrun(2, "-m", "lbsgd.train", f"--run_dir={killed}", "--resume")
+    train = tensorboard_scalars(os.path.join(board, "train"))
+    assert sorted(train["epoch_loss"]) == sorted(train["phase"]) == list(range(10))
+    assert sorted(tensorboard_scalars(os.path.join(board, "validation"))["epoch_accuracy"]) == (
+        list(range(10)))
+    steps = int(rows(killed)[0]["steps"])
+    assert sorted(train["step_learning_rate"]) == list(range(10 * steps))
     a, b = rows(run_dir), rows(killed)
     assert [r["epoch"] for r in b] == [str(e) for e in range(1, 11)]
     for ra, rb in zip(a, b):

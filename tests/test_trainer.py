@@ -33,7 +33,7 @@ def test_trainer_assembles_callbacks_in_the_declared_order(built):
     assert names(built.callbacks) == [
         "BroadcastGlobalVariables", "SyncModelState", "MetricAverage", "DivergenceGuard",
         "StallWatchdog", "RecipePhases", "ThetaMonitor", "Snapshots", "RunLogger",
-        "TimeToAccuracy", "Checkpointer"]
+        "TimeToAccuracy", "Checkpointer", "RunTensorBoard"]
     trainer.check_callback_order(built.callbacks)
 
 
@@ -42,6 +42,8 @@ def test_trainer_assembles_callbacks_in_the_declared_order(built):
      "Callback Snapshots must come before RunLogger: Snapshots records the text `phase`"),
     ("Checkpointer", "TimeToAccuracy",
      "Callback TimeToAccuracy must come before Checkpointer: TimeToAccuracy records"),
+    ("RunTensorBoard", "Checkpointer",
+     "Callback Checkpointer must come before RunTensorBoard: Checkpointer saves the state"),
     ("DivergenceGuard", "MetricAverage",
      "Callback MetricAverage must come before DivergenceGuard: MetricAverage makes"),
 ])
