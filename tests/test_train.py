@@ -49,6 +49,10 @@ def test_run_directory_files(uninterrupted):
     assert summary["final"]["val_accuracy"] == pytest.approx(float(rows[-1]["val_accuracy"]))
     assert set(summary["time_to_accuracy"]) == {"0.9", "0.95", "0.97"}
     assert summary["images_per_second"] > 0
+    assert os.path.isfile(os.path.join(uninterrupted, "model.keras"))
+    assert not os.path.exists(os.path.join(uninterrupted, "ensemble.keras"))  # one snapshot
+    assert sorted(os.listdir(os.path.join(uninterrupted, "tensorboard"))) == ["train",
+                                                                              "validation"]
 
 
 def test_refuses_to_overwrite_a_run(uninterrupted):
@@ -59,12 +63,14 @@ def test_refuses_to_overwrite_a_run(uninterrupted):
 
 def test_sigkill_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
     run_dir = str(tmp_path / "killed")
-    done = kill_after_checkpoint((*TRAIN, *SHORT, f"--run_dir={run_dir}"), run_dir, 2)
+    done = kill_after_checkpoint((*TRAIN, *SHORT, f"--run_dir={run_dir}",
+                                  "--tensorboard=false"), run_dir, 2)
     assert 2 <= done < 4, f"killed after {done} epochs"
     assert not os.path.exists(os.path.join(run_dir, "summary.json"))
 
-    horovodrun(2, *TRAIN, f"--run_dir={run_dir}", "--resume")
+    horovodrun(2, *TRAIN, f"--run_dir={run_dir}", "--resume", "--tensorboard=false")
     assert history_epochs(run_dir) == [1, 2, 3, 4]
+    assert not os.path.exists(os.path.join(run_dir, "tensorboard"))
     a, b = checkpoint_arrays(uninterrupted), checkpoint_arrays(run_dir)
     assert a.keys() == b.keys()
     for key in a:
