@@ -34,6 +34,9 @@
 # Signals: horovodrun, mpirun and the ranks run in a session of their own. A TERM,
 # INT (Ctrl-C) or HUP sent to this launcher is forwarded to that whole session;
 # whatever is still alive 20 s later is killed, so no rank outlives the launcher.
+# A launcher that cannot forward (SIGKILL, a crash) is noticed by the job's guard,
+# which ends the session the same way (the ranks of this host; remote ranks end
+# with mpirun's daemons).
 # The last epoch's checkpoint is intact (atomic writes): `--resume` continues.
 # Exit code: the job's, or 128 + the signal's number (143 TERM, 130 INT, 129 HUP).
 set -euo pipefail
@@ -182,6 +185,22 @@ fi
 
 setsid horovodrun "${hvd_args[@]}" "${prog[@]}" &
 child=$!
+# The job's guard: a process in a session of its own that holds the read end of a pipe
+# whose only writer is this launcher (fd 6, opened after every long-lived child started).
+# When the launcher ends in any way, SIGKILL included, the guard reads EOF; a job still
+# running then had no launcher to stop it, and the guard ends its session as `forward`
+# would (TERM, then KILL 20 s later): no rank outlives its launcher by more than ~20 s.
+guard_fifo="$(mktemp -u "${TMPDIR:-/tmp}/lbsgd-guard.XXXXXX")"
+mkfifo -m 600 "$guard_fifo"
+setsid bash -c '
+  exec 0<"$1"; rm -f "$1"; while read -r _; do :; done
+  kill -0 -- "-$2" 2>/dev/null || exit 0
+  echo "launch/run.sh: the launcher is gone; ending its job (session $2)" >&2
+  kill -TERM -- "-$2" 2>/dev/null
+  for _ in $(seq 1 100); do kill -0 -- "-$2" 2>/dev/null || exit 0; sleep 0.2; done
+  kill -KILL -- "-$2" 2>/dev/null; rm -rf "$3"*; exit 0' lbsgd-guard "$guard_fifo" "$child" "$heartbeats" \
+  </dev/null >/dev/null 2>&"$launcher_err" 3>&- 5>&- &
+exec 6>"$guard_fifo"
 forward() {
   trap '' TERM INT HUP
   kill -TERM -- "-$child" 2>/dev/null || true

@@ -323,6 +323,8 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
         """The epochs the history holds that the logs on disk lack (a kill between the
         checkpoint and these logs), written from the history rows."""
         rows = self.rows()
+        if not rows:                   # a fresh run: nothing to look for
+            return
         logged = logged_epochs(self._train_dir, "epoch_loss")
         step = 0
         for row in rows:
@@ -347,11 +349,13 @@ def logged_epochs(directory: str, tag: str) -> set[int]:
     import glob
 
     import tensorflow as tf
+    from tensorflow.core.util import event_pb2
 
     found = set()
     for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
         try:
-            for event in tf.compat.v1.train.summary_iterator(path):
+            for record in tf.data.TFRecordDataset(path):
+                event = event_pb2.Event.FromString(record.numpy())
                 if any(v.tag == tag for v in event.summary.value):
                     found.add(int(event.step))
         except tf.errors.DataLossError:     # a file cut short by a kill: what it holds counts

@@ -141,6 +141,33 @@ def test_sigterm_to_the_launcher_stops_every_rank_and_resume_continues(tmp_path)
     assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "completed"
 
 
+def test_sigkill_of_the_launcher_ends_every_rank_within_30_s(tmp_path):
+    from lbsgd.rundir import RunDir
+    run_dir = str(tmp_path / "run")
+    proc = _start("--epochs=30", f"--run_dir={run_dir}")
+    try:
+        _wait_for_epochs(proc, run_dir, 1)
+        job = job_pids(proc.pid)            # launcher, guard, horovodrun, mpirun, ranks
+        assert sorted(_rank_pids(proc.pid)) == [0, 1]
+        os.kill(proc.pid, signal.SIGKILL)   # the launcher alone: it cannot forward anything
+        proc.communicate(timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(p) for p in job):
+            time.sleep(0.2)
+        left = [p for p in job if _alive(p)]
+    finally:
+        kill_session(proc.pid)
+        for pid in job:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert proc.returncode == -signal.SIGKILL
+    assert not left, f"processes outlived the launcher by 30 s: {left}"
+    assert 1 <= epochs_done(run_dir) < 30                   # the last checkpoint is intact
+    assert RunDir(run_dir).holder() is None                 # the lock is stale, not held
+
+
 def test_stall_timeout_knob_is_validated(monkeypatch):
     monkeypatch.setenv("LBSGD_STALL_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="LBSGD_STALL_TIMEOUT='soon'"):
