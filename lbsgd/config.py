@@ -215,6 +215,42 @@ def check_data_files(cfg: DataConfig) -> None:
     elif cfg.name in ("folder", "cifar10", "imagenet2012") and not os.path.isdir(cfg.data_dir):
         raise ConfigError(f"Field `data.data_dir` must name an existing directory for "
                           f"data.name={cfg.name!r}. Received: data.data_dir={cfg.data_dir!r}")
+    elif cfg.name == "folder":
+        check_image_folder(cfg.data_dir)
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def check_image_folder(data_dir: str) -> None:
+    """ConfigError unless `data_dir` holds train/<class>/ and val/<class>/ (or validation/)
+    with an image file in every training class and in the validation split. Names and
+    directories only, so the launcher refuses a bad folder before any rank starts (the ranks
+    check each image's first bytes when they load it)."""
+    train_dir = os.path.join(data_dir, "train")
+    val_dir = next((os.path.join(data_dir, d) for d in ("val", "validation")
+                    if os.path.isdir(os.path.join(data_dir, d))), None)
+    if not os.path.isdir(train_dir) or val_dir is None:
+        raise ConfigError("Field `data.data_dir` must hold train/<class>/ and val/<class>/ "
+                          f"image folders. Received: data.data_dir={data_dir!r}")
+
+    def images(class_dir):
+        return any(f.lower().endswith(IMAGE_EXTENSIONS) for f in os.listdir(class_dir))
+
+    classes = sorted(d for d in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, d)))
+    if not classes:
+        raise ConfigError(f"Field `data.data_dir` has no class directories in {train_dir!r} "
+                          "(train/<class>/<image>). Received: data.data_dir="
+                          f"{data_dir!r}")
+    for name in classes:
+        if not images(os.path.join(train_dir, name)):
+            raise ConfigError(f"Field `data.data_dir` has a class directory without images: "
+                              f"{os.path.join(train_dir, name)!r} (remove it, or add its "
+                              f"images). Received: data.data_dir={data_dir!r}")
+    if not any(os.path.isdir(os.path.join(val_dir, c)) and images(os.path.join(val_dir, c))
+               for c in classes):
+        raise ConfigError(f"Field `data.data_dir` has no images under {val_dir!r} in the "
+                          f"training classes {classes}. Received: data.data_dir={data_dir!r}")
 
 
 @dataclasses.dataclass

@@ -271,7 +271,7 @@ def _synthetic(cfg: DataConfig, seed: int, num_classes: int = 10) -> Source:
                   y[cfg.num_train:], shape, num_classes, _array_decode(cfg))
 
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = config.IMAGE_EXTENSIONS
 
 
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")

@@ -177,6 +177,7 @@ class Trainer:
         self.extra_callbacks = list(extra_callbacks)
         self.config_file = config_file
         self.tensorboard = bool(tensorboard)
+        self.trained = False          # whether this job ran any epoch
         self.export_seconds = {}
         self.plan = recipe.build_plan(cfg)
         self.initial_epoch = 0
@@ -190,6 +191,7 @@ class Trainer:
         self.build_callbacks()
         if self.initial_epoch < self.cfg.epochs and not self.stopped():
             try:
+                self.trained = True
                 self.fit()
             except faults.TrainingDiverged as err:
                 self.summarize(status="diverged", diverged=err.to_dict())
@@ -347,6 +349,9 @@ class Trainer:
         """summary.json (rank 0 writes it); returned on every rank."""
         summary = make_summary(self.cfg, self.logger.rows, self.time_to_accuracy.reached,
                                self.rt, self.source.num_train)
+        if self.state is not None and self.initial_epoch >= len(self.logger.rows) and (
+                not self.trained):   # a resume with nothing left to train: the run's own ranks
+            summary["num_ranks"] = int(self.state.get("world_size") or summary["num_ranks"])
         summary.update(status=status, **extra)
         if status == "completed":
             summary.update(self._results())

@@ -244,6 +244,16 @@ def test_resume_with_allow_change_is_recorded(finished_run, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
 
 
+def test_resuming_a_finished_run_on_fewer_ranks_reports_the_runs_own_ranks(finished_run,
+                                                                           tmp_path):
+    import shutil
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    proc = horovodrun(1, *TRAIN, "--resume", f"--run_dir={run_dir}")
+    assert "2 epochs on 2 ranks" in proc.stdout, proc.stdout
+    assert json.load(open(run_dir / "summary.json"))["num_ranks"] == 2
+
+
 def test_resume_of_a_missing_run_is_an_error(tmp_path):
     proc = horovodrun(2, *TRAIN, "--resume", f"--run_dir={tmp_path}/nothing", check=False,
                       all_ranks=True, timeout=120)
@@ -329,6 +339,39 @@ def test_unreadable_image_is_named_or_skipped(tmp_path, content, what):
     source = data.load_source(DataConfig(name="folder", data_dir=str(tmp_path), image_size=16,
                                          skip_unreadable=True))
     assert source.num_train == 8
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("empty", "must hold train/<class>/ and val/<class>/"),
+    ("no_train", "must hold train/<class>/ and val/<class>/"),
+    ("no_classes", "has no class directories in"),
+    ("empty_class", "class directory without images"),
+    ("no_val_images", "has no images under"),
+])
+def test_a_bad_image_folder_is_refused_by_the_launcher_before_any_rank(tmp_path, layout,
+                                                                       message):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if layout != "empty":
+        _image_folder(data_dir, empty_class=layout == "empty_class")
+    if layout == "no_train":
+        import shutil
+        shutil.rmtree(data_dir / "train")
+    elif layout == "no_classes":
+        for c in ("cat", "dog"):
+            for f in (data_dir / "train" / c).iterdir():
+                f.unlink()
+            (data_dir / "train" / c).rmdir()
+    elif layout == "no_val_images":
+        for f in (data_dir / "val").glob("*/*.png"):
+            f.unlink()
+    proc = horovodrun(2, *TRAIN, "--data.name=folder", f"--data.data_dir={data_dir}",
+                      f"--run_dir={tmp_path / 'run'}",
+                      check=False, all_ranks=True, timeout=120)
+    line = _one_line(proc)
+    assert proc.returncode == 2 and message in line and f"data.data_dir='{data_dir}'" in line
+    assert_no_rank_started(proc)
+    assert not (tmp_path / "run").exists()
 
 
 def test_empty_class_directory_is_an_error(tmp_path):
