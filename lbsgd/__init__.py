@@ -28,7 +28,7 @@ _WHERE = {
     "RunDir": "rundir",
     "TrainConfig": "config", "DataConfig": "config", "ModelConfig": "config",
     "OptimizerConfig": "config", "ScheduleConfig": "config", "EnsembleConfig": "config",
-    "AdaptiveConfig": "config", "ConfigError": "config", "load_config": "config",
+    "AdaptiveConfig": "config", "ConfigError": "errors", "load_config": "config",
     "apply_overrides": "config",
     "DistributedOptimizer": "distributed",
     "linear_scaling": "schedules", "GradualWarmup": "schedules",

@@ -18,6 +18,8 @@ import math
 import os
 import typing
 
+from lbsgd.errors import ConfigError  # noqa: F401  (also lbsgd.config.ConfigError, as before)
+
 DATASETS = ("digits", "fashion_mnist", "synthetic", "folder", "cifar10", "imagenet2012",
             "phantom")
 RESTORATION_DATASETS = ("phantom",)
@@ -40,10 +42,6 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"   # where Debian's packa
 FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 FASHION_MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
                        "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-
-
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the field and the value."""
 
 
 def _require(ok: bool, field: str, value, rule: str) -> None:

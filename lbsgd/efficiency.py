@@ -16,11 +16,13 @@ import json
 import os
 import sys
 
+from lbsgd.rundir import RunDir
+
 
 def load_run(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, "summary.json")) as f:
+    with open(RunDir(run_dir).summary) as f:
         summary = json.load(f)
-    with open(os.path.join(run_dir, "config.json")) as f:
+    with open(RunDir(run_dir).config) as f:
         config = json.load(f)
     return {"run_dir": run_dir, "summary": summary, "config": config}
 
@@ -58,7 +60,7 @@ def main(argv=None) -> int:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                         help="run directories of lbsgd.train (summary.json, config.json)")
     args = parser.parse_args(argv).run_dirs
-    missing = [a for a in args if not os.path.isfile(os.path.join(a, "summary.json"))]
+    missing = [a for a in args if not os.path.isfile(RunDir(a).summary)]
     if missing:
         print(f"lbsgd.efficiency: error: Field `run_dir` must hold summary.json and config.json. "
               f"Received: run_dir={missing[0]!r}", file=sys.stderr)

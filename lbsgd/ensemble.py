@@ -23,6 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lbsgd import rundir  # noqa: E402
+from lbsgd.rundir import RunDir  # noqa: E402
 
 ENSEMBLE_NAME = rundir.ENSEMBLE
 
@@ -237,7 +238,7 @@ def main(argv=None) -> int:
         print(f"lbsgd.ensemble: error: {msg}", file=sys.stderr)
         return 2
 
-    config_path = os.path.join(args.run_dir, "config.json")
+    config_path = RunDir(args.run_dir).config
     index_path = os.path.join(args.run_dir, recipe.SNAPSHOT_DIR, recipe.SNAPSHOT_INDEX)
     if not os.path.isfile(config_path) or not os.path.isfile(index_path):
         return error("Field `run_dir` must hold config.json and snapshots/index.json. "

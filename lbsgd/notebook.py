@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from lbsgd.rundir import RunDir
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "launch" / "run.sh"
 
@@ -209,7 +211,7 @@ def history(run_dir) -> list[dict]:
 
 def summary(run_dir) -> dict:
     """A run's summary.json."""
-    with open(pathlib.Path(run_dir) / "summary.json") as f:
+    with open(RunDir(run_dir).summary) as f:
         return json.load(f)
 
 

@@ -25,6 +25,8 @@ import sys
 
 import numpy as np
 
+from lbsgd.rundir import RunDir
+
 
 def _plt():
     import matplotlib
@@ -90,7 +92,7 @@ def schedule_timeline(cfg, ax=None, points_per_epoch: int = 20,
 
 def read_history(run_dir: str) -> list[dict]:
     """history.csv rows, numbers as floats (empty cells dropped)."""
-    with open(os.path.join(run_dir, "history.csv")) as f:
+    with open(RunDir(run_dir).history) as f:
         rows = []
         for r in csv.DictReader(f):
             row = {}
@@ -110,7 +112,7 @@ def run_title(run_dir, details: bool = True) -> str:
     directory's name); with details=False the config name only."""
     run_dir = str(run_dir)
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
+        with open(RunDir(run_dir).config) as f:
             cfg = json.load(f)
     except (OSError, ValueError):
         return os.path.basename(os.path.normpath(run_dir))
@@ -120,7 +122,7 @@ def run_title(run_dir, details: bool = True) -> str:
     if cfg.get("adaptive", {}).get("enabled"):
         title += f"-{cfg['adaptive'].get('max_batch')} adaptive"
     try:
-        with open(os.path.join(run_dir, "summary.json")) as f:
+        with open(RunDir(run_dir).summary) as f:
             ranks = json.load(f)["num_ranks"]
         title += f", {ranks} rank{'s' if ranks != 1 else ''}"
     except (OSError, ValueError, KeyError):
@@ -138,7 +140,7 @@ def _schedule_curve(run_dir: str, rows: list[dict]):
     logged epoch; None when the run has no readable config or the controller set the LR."""
     from lbsgd import config as config_lib
     try:
-        cfg = config_lib.load_config(os.path.join(run_dir, "config.json"))
+        cfg = config_lib.load_config(RunDir(run_dir).config)
     except config_lib.ConfigError:   # no (readable) config: the logged values only
         return None
     steps = {r.get("steps") for r in rows}
@@ -288,7 +290,7 @@ python -m lbsgd.plots runs/digits_recipe --out figures/""")
     parser.add_argument("run_dir", help="a run directory of lbsgd.train")
     parser.add_argument("--out", default=None, help="output directory (default RUN_DIR)")
     args = parser.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.run_dir, "history.csv")):
+    if not os.path.isfile(RunDir(args.run_dir).history):
         print(f"lbsgd.plots: error: Field `run_dir` must hold a history.csv. Received: "
               f"run_dir={args.run_dir!r}", file=sys.stderr)
         return 2
@@ -306,14 +308,14 @@ python -m lbsgd.plots runs/digits_recipe --out figures/""")
         written.append(os.path.join(out, name))
 
     save(run_curves(args.run_dir), "curves.png")
-    config_path = os.path.join(args.run_dir, "config.json")
+    config_path = RunDir(args.run_dir).config
     if os.path.isfile(config_path):
         cfg = config_lib.load_config(config_path)
         try:
             save(schedule_timeline(cfg), "schedule.png")
         except ValueError:
             pass  # data size unknown before loading (image folders)
-    if os.path.isfile(os.path.join(args.run_dir, "ensemble.json")):
+    if os.path.isfile(RunDir(args.run_dir).ensemble):
         save(ensemble_plot(args.run_dir), "ensemble.png")
     for path in written:
         print(f"lbsgd.plots: wrote {path}")

@@ -24,7 +24,7 @@ run's resumes.json ({"world_size": {"before": 2, "after": 1}, "local_batch": ...
 
 from __future__ import annotations
 
-from lbsgd.config import ConfigError
+from lbsgd.errors import ConfigError
 
 
 def global_batch(state: dict, cfg) -> int:

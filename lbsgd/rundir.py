@@ -21,7 +21,7 @@ import socket
 import tempfile
 import time
 
-from lbsgd.config import ConfigError
+from lbsgd.errors import ConfigError
 
 # Every file a run writes (README "The run directory" lists what each holds).
 CONFIG = "config.json"

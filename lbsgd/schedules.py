@@ -230,11 +230,6 @@ class CollapsedEnsemble(LearningRateSchedule):
     def cycle_epochs(self) -> float:
         return self.rewarmup_epochs + self.decay_epochs
 
-    def cycle_end_epochs(self) -> list[float]:
-        """Epochs at which each cycle (and so each ensemble snapshot) ends."""
-        return [self.power2_end_epoch + (k + 1) * self.cycle_epochs
-                for k in range(self.num_cycles)]
-
     def __call__(self, step):
         peak = self.peak_learning_rate
         e = _f(step) / self.steps_per_epoch

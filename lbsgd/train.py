@@ -18,6 +18,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from lbsgd import config as config_lib  # noqa: E402  (no TensorFlow import)
+from lbsgd.rundir import RunDir  # noqa: E402  (no TensorFlow either)
 
 
 def run(*args, **kwargs) -> dict:
@@ -77,8 +78,8 @@ def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str, dict]:
             raise config_lib.ConfigError("Field `run_dir` is required with --resume. "
                                          "Received: run_dir=None")
         run_dir = os.path.join("runs", config_lib.load_config(FLAGS.config).name)
-    saved_path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(os.path.join(run_dir, "checkpoint.npz")) or not os.path.isfile(
+    saved_path = RunDir(run_dir).config
+    if not os.path.isfile(RunDir(run_dir).checkpoint) or not os.path.isfile(
             saved_path):
         raise config_lib.ConfigError(
             f"Field `run_dir` must hold a run to resume (config.json and checkpoint.npz); "
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
     except faults.TrainingDiverged as err:
         if not runtime.current().is_chief:
             return faults.EXIT_DIVERGED
-        kept = os.path.join(run_dir, "checkpoint.npz")
+        kept = RunDir(run_dir).checkpoint
         tail = (f"the checkpoint of epoch {err.epoch - 1} is kept in {kept}" if
                 err.epoch > 1 and os.path.isfile(kept) else "no checkpoint was written")
         return _error(f"{err}; {tail}; summary.json says \"diverged\". Lower "
