@@ -5,15 +5,19 @@
 #   bash launch/install.sh          # install what is missing, verify
 #   bash launch/install.sh --notebook   # also JupyterLab and a "Python (lbsgd)" kernel
 #   LBSGD_VENV=/path bash launch/install.sh   # use another virtualenv
+#   LBSGD_TF=2.21.0 bash launch/install.sh    # another TensorFlow (README: TensorFlow versions)
 #
-# A second run with everything present only verifies (a few seconds).
+# Horovod 0.28.1 is built from its sdist against the venv's TensorFlow; for TF >= 2.19
+# with launch/horovod-0.28.1-tf2.19.patch applied, the wheel kept in
+# ~/.cache/lbsgd/ (LBSGD_CACHE) per TF version and patch. A second run with everything
+# present only verifies (a few seconds).
 set -euo pipefail
 
 NOTEBOOK=0
 for arg in "$@"; do
   case "$arg" in
     --notebook) NOTEBOOK=1 ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) printf '[lbsgd install] ERROR: unknown argument %s (--notebook, --help)\n' "$arg" >&2; exit 2 ;;
   esac
 done
@@ -24,6 +28,13 @@ PY="${PYTHON:-python3}"
 HOROVOD_VERSION="0.28.1"
 REQ="$ROOT/launch/requirements.txt"
 STAMP="$VENV/.lbsgd-install-stamp"
+DEFAULT_TF="$(sed -n 's/^tensorflow-cpu==//p' "$REQ")"
+TF_VERSION="${LBSGD_TF:-$DEFAULT_TF}"
+PATCH="$ROOT/launch/horovod-$HOROVOD_VERSION-tf2.19.patch"
+CACHE="${LBSGD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lbsgd}"
+HVD_STAMP="$VENV/.lbsgd-horovod-tf"      # the TensorFlow version horovod was built against
+[[ "$TF_VERSION" =~ ^2\.[0-9]+\.[0-9]+$ ]] \
+  || { printf '[lbsgd install] ERROR: LBSGD_TF must be a TensorFlow release such as 2.21.0. Received: LBSGD_TF=%s\n' "$TF_VERSION" >&2; exit 2; }
 
 log() { printf '[lbsgd install] %s\n' "$*" >&2; }
 # pip, quiet, without the machine's notes about absent local package mirrors.
@@ -39,7 +50,7 @@ die() { printf '[lbsgd install] ERROR: %s\n' "$*" >&2; exit 1; }
 #    the real data of the reproduction suite; ssh, iproute2 and util-linux for the
 #    namespace cluster of launch/cluster.sh and for many-host jobs).
 DEB_PKGS=(openmpi-bin libopenmpi-dev g++ cmake dataset-fashion-mnist
-          openssh-server openssh-client iproute2 util-linux)
+          openssh-server openssh-client iproute2 util-linux patch)
 missing=()
 for p in "${DEB_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -70,20 +81,59 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 VPY="$VENV/bin/python"
 
-# 3. The Python stack and horovod, unless the stamp says they are in place.
-want="$(cat "$REQ" "$ROOT/launch/install.sh" "$ROOT/setup.cfg" "$ROOT/setup.py" 2>/dev/null | sha256sum | cut -d' ' -f1)"
+# 3. The Python stack and horovod, unless the stamp says they are in place. With another
+#    TensorFlow than the pinned one: the same requirements with that TensorFlow (and without
+#    the tensorflow-metadata cap, which is there for TF 2.18's protobuf < 6).
+req="$REQ"
+if [ "$TF_VERSION" != "$DEFAULT_TF" ]; then
+  req="$VENV/.lbsgd-requirements.txt"
+  sed "s/^tensorflow-cpu==.*/tensorflow-cpu==$TF_VERSION/; /^tensorflow-metadata/d" "$REQ" >"$req"
+fi
+want="$(cat "$REQ" "$ROOT/launch/install.sh" "$ROOT/setup.cfg" "$ROOT/setup.py" "$PATCH" 2>/dev/null | sha256sum | cut -d' ' -f1) tf$TF_VERSION"
 have="$(cat "$STAMP" 2>/dev/null || true)"
+# horovod's build environment: TensorFlow, MPI and Gloo; nothing else.
+hvd_env=(env HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1
+         HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
+         MAKEFLAGS="${MAKEFLAGS:--j2}" CMAKE_POLICY_VERSION_MINIMUM=3.5)
+build_horovod() {   # builds horovod against the venv's TensorFlow, one clear line if it fails
+  local log="$VENV/horovod-build.log" minor tmp wheel_dir
+  minor="$(cut -d. -f2 <<<"$TF_VERSION")"
+  if ((minor < 19)); then
+    log "building horovod $HOROVOD_VERSION against tensorflow $TF_VERSION (TensorFlow, MPI, Gloo; ~3 min; pip caches the wheel)"
+    "${hvd_env[@]}" "$VPY" -m pip install --no-build-isolation --disable-pip-version-check \
+      "horovod==$HOROVOD_VERSION" >"$log" 2>&1 \
+      || die "horovod $HOROVOD_VERSION did not build against tensorflow $TF_VERSION; the build log is $log"
+    return
+  fi
+  # TF >= 2.19: the sdist with lbsgd's patch; the wheel kept per TF version and patch.
+  wheel_dir="$CACHE/horovod-$HOROVOD_VERSION-tf$TF_VERSION-$(sha256sum "$PATCH" | cut -c1-12)"
+  if ! ls "$wheel_dir"/horovod-"$HOROVOD_VERSION"-*.whl >/dev/null 2>&1; then
+    log "building horovod $HOROVOD_VERSION against tensorflow $TF_VERSION with $(basename "$PATCH") (~3 min; the wheel is kept in $wheel_dir)"
+    tmp="$(mktemp -d)"
+    { "$VPY" -m pip download --no-deps --no-binary :all: --disable-pip-version-check \
+        -d "$tmp" "horovod==$HOROVOD_VERSION" \
+      && tar xzf "$tmp/horovod-$HOROVOD_VERSION.tar.gz" -C "$tmp" \
+      && patch -p1 -d "$tmp/horovod-$HOROVOD_VERSION" <"$PATCH" \
+      && "${hvd_env[@]}" "$VPY" -m pip wheel --no-deps --no-build-isolation \
+           --disable-pip-version-check -w "$tmp/wheel" "$tmp/horovod-$HOROVOD_VERSION"; } >"$log" 2>&1 \
+      || { rm -rf "$tmp"; die "horovod $HOROVOD_VERSION did not build against tensorflow $TF_VERSION (patched); the build log is $log"; }
+    mkdir -p "$wheel_dir"
+    mv "$tmp"/wheel/horovod-*.whl "$wheel_dir"/
+    rm -rf "$tmp"
+  fi
+  pipq install --no-deps --force-reinstall "$wheel_dir"/horovod-"$HOROVOD_VERSION"-*.whl
+}
 if [ "$want" != "$have" ] || ! "$VPY" -c "import horovod.tensorflow, lbsgd" >/dev/null 2>&1; then
-  log "installing the Python stack (pip caches wheels; the first horovod build takes ~3 min)"
+  log "installing the Python stack with tensorflow-cpu $TF_VERSION (pip caches wheels)"
   pipq install --upgrade pip
-  pipq install -r "$REQ"
-  if ! "$VPY" -c "import horovod, sys; sys.exit(horovod.__version__ != '$HOROVOD_VERSION')" >/dev/null 2>&1 \
+  pipq install -r "$req"
+  have_tf="$("$VPY" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null || true)"
+  [ "$have_tf" = "$TF_VERSION" ] || die "tensorflow $TF_VERSION was asked for, the venv has '$have_tf'"
+  if [ "$(cat "$HVD_STAMP" 2>/dev/null || true)" != "$TF_VERSION" ] \
+     || ! "$VPY" -c "import horovod, sys; sys.exit(horovod.__version__ != '$HOROVOD_VERSION')" >/dev/null 2>&1 \
      || ! "$VPY" -c "import horovod.tensorflow" >/dev/null 2>&1; then
-    log "building horovod $HOROVOD_VERSION (TensorFlow, MPI, Gloo)"
-    HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
-    HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
-    MAKEFLAGS="${MAKEFLAGS:--j2}" CMAKE_POLICY_VERSION_MINIMUM=3.5 \
-      pipq install --no-build-isolation "horovod==$HOROVOD_VERSION"
+    build_horovod
+    printf '%s\n' "$TF_VERSION" > "$HVD_STAMP"
   fi
   pipq install --no-build-isolation --no-deps -e "$ROOT"
   printf '%s\n' "$want" > "$STAMP"
@@ -109,7 +159,7 @@ if ((NOTEBOOK)); then
      || [ ! -x "$VENV/bin/jupyter-lab" ] || [ ! -x "$VENV/bin/jupyter-nbconvert" ] \
      || [ ! -f "$VENV/share/jupyter/kernels/lbsgd/kernel.json" ]; then
     log "installing JupyterLab and the notebook tools (pip install -e .[notebook])"
-    pipq install --no-build-isolation -c "$REQ" -e "$ROOT[notebook]"
+    pipq install --no-build-isolation -c "$req" -e "$ROOT[notebook]"
     "$VPY" -m ipykernel install --sys-prefix --name lbsgd --display-name "Python (lbsgd)" \
       --env PYTHONPATH "$ROOT" --env TF_CPP_MIN_LOG_LEVEL 2 >/dev/null
     printf '%s\n' "$nb_want" > "$NB_STAMP"
