@@ -260,6 +260,12 @@ class ConvergenceStop(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def tensorboard_installed() -> bool:
+    """Whether tf.summary can write (the tensorboard package; TF >= 2.20 does not bring it)."""
+    import importlib.util
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 class RunTensorBoard(keras.callbacks.TensorBoard):
     """Keras' TensorBoard logs of a run: every epoch's logs, the LR of every step, the phase.
 

@@ -270,8 +270,15 @@ class Trainer:
         if cfg.model.precise_bn_batches:
             self.precise_bn = precise_bn.PreciseBN(self.precise_bn_batches,
                                                    cfg.model.precise_bn_batches)
-        board = ([callbacks.RunTensorBoard(run_dir.tensorboard, rows=lambda: self.logger.rows)]
-                 if self.tensorboard and rt.is_chief else [])
+        board = []
+        if self.tensorboard and rt.is_chief:
+            if callbacks.tensorboard_installed():
+                board = [callbacks.RunTensorBoard(run_dir.tensorboard,
+                                                  rows=lambda: self.logger.rows)]
+            else:
+                print("lbsgd.train: no TensorBoard logs: the tensorboard package is not "
+                      "installed (pip install tensorboard; --tensorboard=false silences this)",
+                      file=sys.stderr)
         self.callbacks = ([broadcast, sync] + ([self.precise_bn] if self.precise_bn else [])
                           + [metrics] + guards + bookkeeping + [self.checkpointer] + board
                           + self.extra_callbacks)
