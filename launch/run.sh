@@ -50,77 +50,29 @@ export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
-# Split horovodrun's arguments from the program.
-hvd_args=(); prog=()
-while (($#)); do
-  case "$1" in
-    python*|*/python*) prog=("$@"); break ;;
-    *) hvd_args+=("$1"); shift ;;
-  esac
-done
-((${#prog[@]})) || { echo "launch/run.sh: no program given (e.g. python -m lbsgd.train --config ...)" >&2; exit 2; }
+# The job's plan, decided in Python before anything starts (lbsgd/launch.py): horovodrun's
+# arguments and the program, -np, the remote hosts (a name resolving to one of this
+# machine's addresses is local), the network interface, the job id and heartbeat names.
+PLANNER="$VENV/bin/python"; [ -x "$PLANNER" ] || PLANNER=python3
+plan="$(LBSGD_LAUNCHER_PID=$$ "$PLANNER" -m lbsgd.launch --shell "$@")" || exit 2
+eval "$plan"
 # -h/--help: the program's help, printed here without starting any rank.
 for arg in "${prog[@]}"; do case "$arg" in -h|--help) exec "${prog[@]}" ;; esac; done
 
-# Validate an lbsgd.train config once, before any rank starts.
-np=1
-for ((i = 0; i < ${#hvd_args[@]}; i++)); do
-  case "${hvd_args[$i]}" in -np|--num-proc) np="${hvd_args[$((i + 1))]}" ;; esac
-done
+# Validate an lbsgd.train config once, for the job's number of ranks, before any rank starts.
 if [[ " ${prog[*]} " == *" lbsgd.train "* ]]; then
-  OMPI_COMM_WORLD_SIZE="$np" "${prog[@]}" --validate_only >/dev/null
+  "${prog[@]}" --validate_only --validate_ranks="$np" >/dev/null
 fi
 
-# The job's hosts other than this machine (a name resolving to one of its addresses is local).
-remote_hosts=()
-job_hosts() {
-  local i spec
-  for ((i = 0; i < ${#hvd_args[@]}; i++)); do
-    case "${hvd_args[$i]}" in
-      -H|--hosts) tr ',' '\n' <<<"${hvd_args[$((i + 1))]}" | cut -d: -f1 ;;
-      --hosts=*) spec="${hvd_args[$i]#*=}"; tr ',' '\n' <<<"$spec" | cut -d: -f1 ;;
-      -hostfile|--hostfile) awk 'NF && $1 !~ /^#/ {print $1}' "${hvd_args[$((i + 1))]}" 2>/dev/null | cut -d: -f1 ;;
-      --hostfile=*) awk 'NF && $1 !~ /^#/ {print $1}' "${hvd_args[$i]#*=}" 2>/dev/null | cut -d: -f1 ;;
-    esac
-  done
-}
-local_addrs=" 127.0.0.1 $(ip -4 -o addr show 2>/dev/null | awk '{split($4, a, "/"); printf "%s ", a[1]}' || true)"
-while read -r host; do
-  [ -n "$host" ] || continue
-  case "$host" in localhost|"$(hostname)") continue ;; esac
-  addr="$(getent ahostsv4 "$host" 2>/dev/null | awk 'NR == 1 {print $1}' || true)"
-  [[ -n "$addr" && "$local_addrs" == *" $addr "* ]] || remote_hosts+=("$host")
-done < <(job_hosts | awk '!seen[$0]++')
-
 if ((${#remote_hosts[@]})); then
-  nic=""; why=""
-  for ((i = 0; i < ${#hvd_args[@]}; i++)); do
-    case "${hvd_args[$i]}" in
-      --network-interface|--network-interfaces) nic="${hvd_args[$((i + 1))]%%,*}"; why="given" ;;
-      --network-interface=*|--network-interfaces=*) nic="${hvd_args[$i]#*=}"; nic="${nic%%,*}"; why="given" ;;
-    esac
-  done
-  if [ -z "$nic" ] && [ -n "${LBSGD_NETWORK_INTERFACE:-}" ]; then
-    nic="$LBSGD_NETWORK_INTERFACE"; why="LBSGD_NETWORK_INTERFACE"
-  fi
-  if [ -z "$nic" ]; then
-    addr="$(getent ahostsv4 "${remote_hosts[0]}" 2>/dev/null | awk 'NR == 1 {print $1}' || true)"
-    if [ -n "$addr" ]; then
-      nic="$(ip -4 route get "$addr" 2>/dev/null | sed -n 's/.* dev \([^ ]*\).*/\1/p' | head -1 || true)"
-      why="the route to ${remote_hosts[0]}"
-    fi
-  fi
   if [ -n "$nic" ]; then
-    [ "$why" = given ] || hvd_args=(--network-interface "$nic" "${hvd_args[@]}")
     export OMPI_MCA_oob_tcp_if_include="${OMPI_MCA_oob_tcp_if_include:-$nic}"
-    echo "launch/run.sh: ${#remote_hosts[@]} remote host(s) (${remote_hosts[*]}) over network interface $nic ($why)" >&2
+    echo "launch/run.sh: ${#remote_hosts[@]} remote host(s) (${remote_hosts[*]}) over network interface $nic ($nic_reason)" >&2
   else
     echo "launch/run.sh: ${#remote_hosts[@]} remote host(s) (${remote_hosts[*]}); no route found: horovodrun picks the interface" >&2
   fi
 fi
-export LBSGD_JOB_ID="${HOSTNAME:-$(hostname)}-$$-$(date +%s%N)"
-# lbsgd.faults' heartbeat directories of this job (one per host) are named by it
-heartbeats="/dev/shm/lbsgd-heartbeat-$(id -u)-${LBSGD_JOB_ID//[^a-zA-Z0-9]/_}-"
+export LBSGD_JOB_ID="$job_id"
 
 # After a failure or a signal: ask every remote host to end this job's processes left there
 # (ranks of a Gloo job, a rank stuck on a partitioned host), naming the hosts that do not answer.

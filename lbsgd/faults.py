@@ -125,10 +125,12 @@ def stall_timeout() -> float:
 def job_key() -> str:
     """A name shared by the ranks of one job (launch/run.sh's LBSGD_JOB_ID, else MPI's or
     Gloo's job), for heartbeat files."""
+    from lbsgd import launch
+
     env = os.environ
     for key in ("LBSGD_JOB_ID", "PMIX_NAMESPACE", "OMPI_MCA_ess_base_jobid"):
         if env.get(key):
-            return "".join(c if c.isalnum() else "_" for c in env[key])
+            return launch.job_key(env[key])
     if env.get("HOROVOD_GLOO_RENDEZVOUS_PORT"):
         return f"gloo{env.get('HOROVOD_GLOO_RENDEZVOUS_PORT')}"
     return f"pid{os.getpid()}"
@@ -146,9 +148,10 @@ def _process_state(pid: int) -> str | None:
 def heartbeat_directory() -> str:
     """This host's heartbeat directory of this job. Named by the host too: hosts that share
     /dev/shm (containers, or launch/cluster.sh's namespace hosts) keep theirs apart."""
+    from lbsgd import launch
+
     host = "".join(c if c.isalnum() or c in "-." else "_" for c in socket.gethostname())
-    return os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else "/tmp",
-                        f"lbsgd-heartbeat-{os.getuid()}-{job_key()}-{host}")
+    return launch.heartbeat_prefix(job_key()) + host
 
 
 class StallWatchdog(keras.callbacks.Callback):

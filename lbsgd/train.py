@@ -42,6 +42,8 @@ def _define_flags():
     flags.DEFINE_list("allow_change", [], "With --resume: config fields that may differ from "
                       "the run's config.json (the change is recorded in resumes.json).")
     flags.DEFINE_bool("validate_only", False, "Check the config and exit.")
+    flags.DEFINE_integer("validate_ranks", None, "With --validate_only: the number of ranks "
+                         "to check the config for (launch/run.sh passes its -np).", lower_bound=1)
     flags.DEFINE_bool("tensorboard", True, "Write Keras TensorBoard logs to the run directory's "
                       "tensorboard/ (rank 0); --tensorboard=false turns them off.")
     for path, hint in config_lib.leaves():
@@ -115,7 +117,8 @@ def main(argv=None) -> int:
         return _error(err)
     try:
         cfg, run_dir, changes = resolve_config(FLAGS)
-        size = int(os.environ.get("OMPI_COMM_WORLD_SIZE", os.environ.get("HOROVOD_SIZE", "1")))
+        size = FLAGS.validate_ranks if FLAGS.validate_only and FLAGS.validate_ranks else int(
+            os.environ.get("OMPI_COMM_WORLD_SIZE", os.environ.get("HOROVOD_SIZE", "1")))
         cfg.validate_for(size)
         config_lib.check_data_files(cfg.data)
         from lbsgd import rundir
