@@ -29,11 +29,11 @@ HOROVOD_VERSION="0.28.1"
 REQ="$ROOT/launch/requirements.txt"
 STAMP="$VENV/.lbsgd-install-stamp"
 DEFAULT_TF="$(sed -n 's/^tensorflow-cpu==//p' "$REQ")"
-TF_VERSION="${LBSGD_TF:-$DEFAULT_TF}"
+TF_VERSION="${LBSGD_TF:-}"               # empty: the venv's own, else DEFAULT_TF (after step 2)
 PATCH="$ROOT/launch/horovod-$HOROVOD_VERSION-tf2.19.patch"
 CACHE="${LBSGD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lbsgd}"
 HVD_STAMP="$VENV/.lbsgd-horovod-tf"      # the TensorFlow version horovod was built against
-[[ "$TF_VERSION" =~ ^2\.[0-9]+\.[0-9]+$ ]] \
+[[ -z "$TF_VERSION" || "$TF_VERSION" =~ ^2\.[0-9]+\.[0-9]+$ ]] \
   || { printf '[lbsgd install] ERROR: LBSGD_TF must be a TensorFlow release such as 2.21.0. Received: LBSGD_TF=%s\n' "$TF_VERSION" >&2; exit 2; }
 
 log() { printf '[lbsgd install] %s\n' "$*" >&2; }
@@ -80,14 +80,34 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 VPY="$VENV/bin/python"
+# The TensorFlow to build against: LBSGD_TF, else the one already in the venv (a venv you
+# train in keeps its TensorFlow), else launch/requirements.txt's.
+TF_DIST=tensorflow-cpu                    # the distribution: `tensorflow` where the venv has it
+found="$("$VPY" -c 'import importlib.metadata as m
+for d in ("tensorflow-cpu", "tensorflow"):
+    try:
+        print(d, m.version(d)); break
+    except m.PackageNotFoundError:
+        pass' 2>/dev/null || true)"
+[ -z "$found" ] || TF_DIST="${found%% *}"
+if [ -z "$TF_VERSION" ]; then
+  TF_VERSION="${found#* }"
+  if [ -n "$TF_VERSION" ] && [ "$TF_VERSION" != "$DEFAULT_TF" ]; then
+    log "keeping the venv's tensorflow $TF_VERSION (LBSGD_TF=$DEFAULT_TF bash launch/install.sh installs the default)"
+  fi
+  TF_VERSION="${TF_VERSION:-$DEFAULT_TF}"
+  [[ "$TF_VERSION" =~ ^2\.[0-9]+\.[0-9]+ ]] || die "the venv's tensorflow '$TF_VERSION' is not a 2.x release"
+  TF_VERSION="$(grep -oE '^2\.[0-9]+\.[0-9]+' <<<"$TF_VERSION")"
+fi
 
 # 3. The Python stack and horovod, unless the stamp says they are in place. With another
 #    TensorFlow than the pinned one: the same requirements with that TensorFlow (and without
 #    the tensorflow-metadata cap, which is there for TF 2.18's protobuf < 6).
 req="$REQ"
-if [ "$TF_VERSION" != "$DEFAULT_TF" ]; then
+if [ "$TF_VERSION" != "$DEFAULT_TF" ] || [ "$TF_DIST" != tensorflow-cpu ]; then
   req="$VENV/.lbsgd-requirements.txt"
-  sed "s/^tensorflow-cpu==.*/tensorflow-cpu==$TF_VERSION/; /^tensorflow-metadata/d" "$REQ" >"$req"
+  sed "s/^tensorflow-cpu==.*/$TF_DIST==$TF_VERSION/" "$REQ" >"$req"
+  [ "$TF_VERSION" = "$DEFAULT_TF" ] || sed -i "/^tensorflow-metadata/d" "$req"
 fi
 want="$(cat "$REQ" "$ROOT/launch/install.sh" "$ROOT/setup.cfg" "$ROOT/setup.py" "$PATCH" 2>/dev/null | sha256sum | cut -d' ' -f1) tf$TF_VERSION"
 have="$(cat "$STAMP" 2>/dev/null || true)"
