@@ -77,22 +77,15 @@ def save(path: str, model: keras.Model, state: dict, keep_previous: str | None =
 def _keep_copy(path: str, keep: str) -> None:
     """Makes `keep` hold what `path` holds now, atomically, leaving `path` in place."""
     import shutil
-    import tempfile
 
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(keep) + ".",
-                               dir=os.path.dirname(os.path.abspath(keep)))
-    os.close(fd)
-    try:
+    def link_or_copy(tmp):
         os.unlink(tmp)
         try:
             os.link(path, tmp)
         except OSError:
             shutil.copy2(path, tmp)
-        os.replace(tmp, keep)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    rundir.atomic_write_file(keep, link_or_copy)
 
 
 def load(path: str, model: keras.Model) -> dict:

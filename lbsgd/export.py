@@ -19,9 +19,6 @@ The input is what lbsgd's validation pipeline feeds: images scaled to
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import keras
 
 from lbsgd import rundir
@@ -32,25 +29,7 @@ ENSEMBLE_MODEL_NAME = rundir.ENSEMBLE_MODEL
 
 def _save(model: keras.Model, path: str) -> None:
     """`model.save(path)` so a reader sees the old file or the new one, never a part."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".keras",
-                               dir=directory)
-    os.close(fd)
-    try:
-        model.save(tmp, overwrite=True)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    rundir.atomic_write_file(path, lambda tmp: model.save(tmp, overwrite=True), suffix=".keras")
 
 
 def inference_copy(model: keras.Model, name: str | None = None) -> keras.Model:
