@@ -6,6 +6,8 @@
 #   bash launch/install.sh --notebook   # also JupyterLab and a "Python (lbsgd)" kernel
 #   LBSGD_VENV=/path bash launch/install.sh   # use another virtualenv
 #   LBSGD_TF=2.21.0 bash launch/install.sh    # another TensorFlow (README: TensorFlow versions)
+#   bash launch/install.sh --into-current-env # the active virtualenv, its TensorFlow kept:
+#                                             # horovod built for it, lbsgd installed -e
 #
 # Horovod 0.28.1 is built from its sdist against the venv's TensorFlow; for TF >= 2.19
 # with launch/horovod-0.28.1-tf2.19.patch applied, the wheel kept in
@@ -14,13 +16,24 @@
 set -euo pipefail
 
 NOTEBOOK=0
+CURRENT=0
 for arg in "$@"; do
   case "$arg" in
     --notebook) NOTEBOOK=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) printf '[lbsgd install] ERROR: unknown argument %s (--notebook, --help)\n' "$arg" >&2; exit 2 ;;
+    --into-current-env) CURRENT=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) printf '[lbsgd install] ERROR: unknown argument %s (--notebook, --into-current-env, --help)\n' "$arg" >&2; exit 2 ;;
   esac
 done
+# TensorFlow releases horovod 0.28.1 builds against (as released, or with the patch).
+TF_SUPPORTED="2.18 2.19 2.20 2.21"
+if ((CURRENT)); then
+  [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ] \
+    || { printf '[lbsgd install] ERROR: --into-current-env needs an active virtualenv (VIRTUAL_ENV is unset); activate the one you train in, or run without the flag for .venv\n' >&2; exit 2; }
+  [ -z "${LBSGD_TF:-}" ] \
+    || { printf '[lbsgd install] ERROR: --into-current-env keeps the environment'"'"'s TensorFlow; LBSGD_TF=%s does not apply\n' "$LBSGD_TF" >&2; exit 2; }
+  LBSGD_VENV="$VIRTUAL_ENV"
+fi
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${LBSGD_VENV:-$ROOT/.venv}"
@@ -90,21 +103,32 @@ for d in ("tensorflow-cpu", "tensorflow"):
     except m.PackageNotFoundError:
         pass' 2>/dev/null || true)"
 [ -z "$found" ] || TF_DIST="${found%% *}"
+if ((CURRENT)) && [ -z "$found" ]; then
+  die "--into-current-env: $VENV has no TensorFlow; install yours first (e.g. pip install tensorflow-cpu==2.21.0), or run without the flag"
+fi
 if [ -z "$TF_VERSION" ]; then
   TF_VERSION="${found#* }"
-  if [ -n "$TF_VERSION" ] && [ "$TF_VERSION" != "$DEFAULT_TF" ]; then
+  if ((CURRENT)); then
+    log "building for the environment's tensorflow $TF_VERSION ($TF_DIST)"
+  elif [ -n "$TF_VERSION" ] && [ "$TF_VERSION" != "$DEFAULT_TF" ]; then
     log "keeping the venv's tensorflow $TF_VERSION (LBSGD_TF=$DEFAULT_TF bash launch/install.sh installs the default)"
   fi
   TF_VERSION="${TF_VERSION:-$DEFAULT_TF}"
   [[ "$TF_VERSION" =~ ^2\.[0-9]+\.[0-9]+ ]] || die "the venv's tensorflow '$TF_VERSION' is not a 2.x release"
   TF_VERSION="$(grep -oE '^2\.[0-9]+\.[0-9]+' <<<"$TF_VERSION")"
 fi
+[[ " $TF_SUPPORTED " == *" ${TF_VERSION%.*} "* ]] \
+  || die "tensorflow $TF_VERSION is not supported: horovod $HOROVOD_VERSION builds here against ${TF_SUPPORTED// /, } (README: TensorFlow versions)"
 
 # 3. The Python stack and horovod, unless the stamp says they are in place. With another
 #    TensorFlow than the pinned one: the same requirements with that TensorFlow (and without
 #    the tensorflow-metadata cap, which is there for TF 2.18's protobuf < 6).
 req="$REQ"
-if [ "$TF_VERSION" != "$DEFAULT_TF" ] || [ "$TF_DIST" != tensorflow-cpu ]; then
+if ((CURRENT)); then   # the environment's own stack: lbsgd's runtime needs and horovod's build
+  req="$VENV/.lbsgd-requirements.txt"
+  printf '%s\n' "$TF_DIST==$TF_VERSION" numpy absl-py scikit-learn "tensorboard>=2.18" \
+    packaging cloudpickle psutil pyyaml setuptools wheel >"$req"
+elif [ "$TF_VERSION" != "$DEFAULT_TF" ] || [ "$TF_DIST" != tensorflow-cpu ]; then
   req="$VENV/.lbsgd-requirements.txt"
   sed "s/^tensorflow-cpu==.*/$TF_DIST==$TF_VERSION/" "$REQ" >"$req"
   [ "$TF_VERSION" = "$DEFAULT_TF" ] || sed -i "/^tensorflow-metadata/d" "$req"

@@ -41,7 +41,13 @@
 # Exit code: the job's, or 128 + the signal's number (143 TERM, 130 INT, 129 HUP).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${LBSGD_VENV:-$ROOT/.venv}"
+# The environment: LBSGD_VENV, else the active virtualenv where Horovod is built into it
+# (launch/install.sh --into-current-env), else the checkout's .venv.
+VENV="${LBSGD_VENV:-}"
+if [ -z "$VENV" ]; then
+  VENV="$ROOT/.venv"
+  if [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/horovodrun" ]; then VENV="$VIRTUAL_ENV"; fi
+fi
 if [ -x "$VENV/bin/horovodrun" ]; then export PATH="$VENV/bin:$PATH"; fi
 command -v horovodrun >/dev/null || { echo "launch/run.sh: horovodrun not found; run 'bash launch/install.sh' first" >&2; exit 2; }
 
