@@ -356,8 +356,8 @@ class Trainer:
         """summary.json (rank 0 writes it); returned on every rank."""
         summary = make_summary(self.cfg, self.logger.rows, self.time_to_accuracy.reached,
                                self.rt, self.source.num_train)
-        if self.state is not None and self.initial_epoch >= len(self.logger.rows) and (
-                not self.trained):   # a resume with nothing left to train: the run's own ranks
+        if self.state is not None and not self.trained:   # a resume with nothing left to train
+            # reports the run's own ranks
             summary["num_ranks"] = int(self.state.get("world_size") or summary["num_ranks"])
         summary.update(status=status, **extra)
         if status == "completed":

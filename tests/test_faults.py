@@ -164,7 +164,12 @@ def test_sigkill_of_the_launcher_ends_every_rank_within_30_s(tmp_path):
                 pass
     assert proc.returncode == -signal.SIGKILL
     assert not left, f"processes outlived the launcher by 30 s: {left}"
-    assert 1 <= epochs_done(run_dir) < 30                   # the last checkpoint is intact
+    # the last checkpoint is whole (every array's CRC read) and consistent with itself
+    from lbsgd.rundir import read_checkpoint_state
+    state = read_checkpoint_state(os.path.join(run_dir, "checkpoint.npz"), verify=True)
+    assert 1 <= state["epochs_done"] < 30
+    assert [r["epoch"] for r in state["run_logger"]["rows"]] == list(
+        range(1, state["epochs_done"] + 1))
     assert RunDir(run_dir).holder() is None                 # the lock is stale, not held
 
 
