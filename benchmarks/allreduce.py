@@ -64,7 +64,7 @@ def main(_):
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
-    from lbsgd import runtime
+    from lbsgd.parallel import runtime
 
     rt = runtime.init()
     if rt.size < 2:

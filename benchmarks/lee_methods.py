@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         print(f"lee_methods: {args.task}_{method}: {s['epochs']} epochs, best {s['best']}, "
               f"{s['total_seconds']:.0f} s", flush=True)
     sys.path.insert(0, ROOT)
-    from lbsgd import checkpoint as ckpt
+    from lbsgd.run import checkpoint as ckpt
     text = table(args.task, results, command)
     ckpt.atomic_write_json(json_path, {"command": command, "results": results})
     ckpt.atomic_write_text(os.path.join(args.out, f"lee_{args.task}.md"), text)

@@ -16,7 +16,7 @@ this machine's cores (--cpus-per-host), and measures, every number in this one r
     throughput of both models at the same local batch;
   * lbsgd.scaling's prediction of each 2-host throughput from the one-host step time,
     the gradient bytes and that link's latency, bandwidth, its error, and its projection to 16 and
-    64 hosts (lbsgd.scaling.many_hosts_report).
+    64 hosts (lbsgd.report.scaling.many_hosts_report).
 
 Each measurement is repeated --repeats times and the median kept. Writes
 <out>.json and <out>.md (default benchmarks/results/many_hosts) and takes the cluster down
@@ -198,7 +198,7 @@ def main(argv=None) -> int:
 
 def write_report(res: dict, out: str) -> None:
     """lbsgd.scaling's report of the measurements `res` into `out`.json and `out`.md."""
-    from lbsgd import scaling
+    from lbsgd.report import scaling
 
     res["report"] = scaling.many_hosts_report(res)
     table = scaling.format_many_hosts(res["report"])

@@ -243,8 +243,12 @@ def jobs(selected, runs: str, seeds, fresh: bool = False, train: bool = True) ->
 
 def _precise_eval(job: dict, rt) -> dict:
     """Top-1 of a finished run's final weights after precise BN (BN statistics re-estimated)."""
-    from lbsgd import checkpoint as ckpt
-    from lbsgd import data, ensemble, models, precise_bn, recipe
+    from lbsgd.run import checkpoint as ckpt
+    from lbsgd import data
+    from lbsgd.recipe import ensemble
+    from lbsgd.model import networks as models
+    from lbsgd.model import precise_bn
+    from lbsgd.recipe import phases as recipe
     from lbsgd.config import TrainConfig
 
     run_dir = job["precise_of"]
@@ -270,8 +274,10 @@ def worker(jobs_path: str) -> int:
     """Runs the jobs of `jobs_path` in this process (one rank of the job)."""
     import keras
 
-    from lbsgd import checkpoint as ckpt
-    from lbsgd import faults, runtime, train
+    from lbsgd.run import checkpoint as ckpt
+    from lbsgd import train
+    from lbsgd.run import faults
+    from lbsgd.parallel import runtime
     from lbsgd.config import TrainConfig
 
     rt = runtime.init()
@@ -535,7 +541,7 @@ def setting_lines(epochs: int) -> list[str]:
         "**Precise BN** (rows \"+ precise BN\"): the final weights of the same run, with the "
         f"BN population statistics re-estimated from {PRECISE_BN_BATCHES} training batches "
         "(augmentation as in the final epoch, the population mean and variance over both "
-        "ranks' samples; `lbsgd.precise_bn`). Training uses batch statistics, so the weights "
+        "ranks' samples; `lbsgd.model.precise_bn`). Training uses batch statistics, so the weights "
         "are those of the recipe row: the pair differs only in the BN statistics.", "",
         "**Tuning budget.** None for any method: the linear scaling rule and the papers' "
         "schedules are the prescription; no value was tried and discarded.", "",
@@ -663,7 +669,7 @@ METHOD_STYLE = {"recipe": ("#4a7ab5", "o"), "recipe + precise BN": ("#2e8b57", "
 
 def plot(table: dict, path: str) -> None:
     """The ladder: test error against batch size per method, each seed and the mean."""
-    from lbsgd.plots import _plt
+    from lbsgd.report.plots import _plt
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for method, (color, marker) in METHOD_STYLE.items():
@@ -772,7 +778,7 @@ def main(argv=None) -> int:
         print("reproduce: the job failed; rerun the same command to continue", file=sys.stderr)
         return 1
     wall = time.time() - t0
-    from lbsgd import checkpoint as ckpt
+    from lbsgd.run import checkpoint as ckpt
     os.makedirs(args.out, exist_ok=True)
     base = os.path.join(args.out, NAME if args.suite == "full" else f"{NAME}_quick")
     try:

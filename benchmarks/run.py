@@ -129,7 +129,8 @@ def model_flops_per_image(model: str, image_size: int, num_classes: int) -> floa
 import json, os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import keras
-from lbsgd import config, models
+from lbsgd import config
+from lbsgd.model import networks as models
 m = models.build_model(config.ModelConfig(name="{model}"), ({image_size}, {image_size}, 3),
                        {num_classes})
 macs = 0
@@ -275,7 +276,7 @@ def main(argv=None) -> int:
     res["seconds"] = time.perf_counter() - t_start
 
     sys.path.insert(0, ROOT)
-    from lbsgd import checkpoint as ckpt
+    from lbsgd.run import checkpoint as ckpt
     os.makedirs(args.out, exist_ok=True)
     ckpt.atomic_write_json(os.path.join(args.out, f"{args.suite}.json"), res)
     text = report(res)

@@ -43,8 +43,10 @@ FLAGS = flags.FLAGS
 def _build(lbsgd_stack: bool):
     import keras
 
-    from lbsgd import callbacks as cb
-    from lbsgd import config, distributed, models
+    from lbsgd.run import callbacks as cb
+    from lbsgd import config
+    from lbsgd import parallel
+    from lbsgd.model import networks as models
 
     keras.utils.set_random_seed(0)
     model = models.build_model(config.ModelConfig(name=FLAGS.model,
@@ -54,10 +56,10 @@ def _build(lbsgd_stack: bool):
     callbacks = []
     if lbsgd_stack:
         if FLAGS.exchange != "none":
-            opt = distributed.DistributedOptimizer(opt, exchange=FLAGS.exchange,
+            opt = parallel.DistributedOptimizer(opt, exchange=FLAGS.exchange,
                                                    weight_decay=1e-4, momentum_correction=True,
                                                    compression=FLAGS.compression)
-        callbacks = distributed.callbacks() + [cb.RunLogger(FLAGS.local_batch, 1)]
+        callbacks = parallel.callbacks() + [cb.RunLogger(FLAGS.local_batch, 1)]
     model.compile(opt, "sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)
     return model, callbacks
@@ -83,7 +85,8 @@ def _timed_fit(model, callbacks, ds, steps, warmup):
 def main(_):
     import tensorflow as tf
 
-    from lbsgd import distributed, runtime
+    from lbsgd import parallel
+    from lbsgd.parallel import runtime
 
     rt = runtime.init()
     if FLAGS.mode != "lbsgd" and rt.size > 1:
@@ -127,7 +130,7 @@ def main(_):
                                        for v in model.trainable_variables))
     seconds = _timed_fit(model, callbacks, ds, FLAGS.steps, FLAGS.warmup_steps)
     per_rank = np.array([FLAGS.local_batch / seconds, seconds])
-    total = distributed.allreduce_numpy([per_rank], op="sum")[0]
+    total = parallel.allreduce_numpy([per_rank], op="sum")[0]
     if rt.is_chief:
         record.update(images_per_second=float(total[0]),
                       seconds_per_step=float(total[1]) / rt.size)

@@ -30,7 +30,7 @@
 #     pids, and `hostfile` (lbsgd-h1 slots=1 ...) for `launch/run.sh --hostfile`.
 #   * with --cpus-per-host K, host i's sshd (so every process of host i) is pinned to its
 #     own K cores ((i-1)K ... iK-1, modulo this machine's cores): a host is then a K-core
-#     machine, as lbsgd.runtime sees it (threads per rank), and the hosts stop sharing
+#     machine, as lbsgd.parallel.runtime sees it (threads per rank), and the hosts stop sharing
 #     cores - what a weak-scaling measurement needs. Default: every host sees every core.
 # Every namespace shares this machine's file systems: the same checkout and .venv are seen
 # at the same paths on every host, and so are /tmp and /dev/shm.

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-from lbsgd.rundir import RunDir
+from lbsgd.run.rundir import RunDir
 
 
 def load_run(run_dir: str) -> dict:
@@ -50,7 +50,7 @@ def scaling_table(runs: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    from lbsgd import cli
+    from lbsgd.config import help as cli
 
     parser = cli.command_parser(
         "python -m lbsgd.efficiency",

@@ -1,232 +1,82 @@
-"""The launcher's decisions, in Python: the job's arguments, hosts, network interface and names.
+"""`python -m lbsgd.launch`: the launcher of an lbsgd job under horovodrun (`launch/run.sh` runs it).
 
-Serves the many-host runs of both papers (Codreanu et al. V: scale-out on a
-cluster; Lee et al. IV: workers over a network) through horovodrun, never a
-home-made communication layer. `launch/run.sh` asks this module, before any
-rank starts, what the job is::
+    launch/run.sh -np 2 python -m lbsgd.train --config configs/digits_resnet.py
+    launch/run.sh -np 8 -H node1:4,node2:4 python -m lbsgd.train --config ...
 
-    python -m lbsgd.launch --shell -np 4 -H h1:2,h2:2 python -m lbsgd.train ...
-
-prints bash assignments (`hvd_args`, `prog`, `np`, `remote_hosts`, `nic`,
-`nic_reason`, `job_id`, `heartbeats`) that the script `eval`s; it keeps the
-parts a shell does best (the console filters, signal forwarding, the guard).
-No TensorFlow here.
+Everything before the program (the first python interpreter) goes to
+horovodrun (-np, -H, --hostfile, --gloo/--mpi, ...). Before any rank starts
+the launcher decides the job (:mod:`lbsgd.launcher.plan`: hosts, network
+interface, job id), refuses a bad command line in one line, and validates an
+`lbsgd.train` config once for the job's number of ranks; then it runs the
+job (:mod:`lbsgd.launcher.job`: console, signals, the guard, remote clean-up).
+Serves the many-host runs of both papers (Codreanu et al. V; Lee et al. IV).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
-import shlex
-import socket
+import shutil
 import subprocess
 import sys
-import time
 
 from lbsgd.errors import ConfigError
+from lbsgd.launcher import job
+from lbsgd.launcher import plan as _plan
 
-HOST_FLAGS = ("-H", "--hosts")
-HOSTFILE_FLAGS = ("-hostfile", "--hostfile")
-INTERFACE_FLAGS = ("--network-interface", "--network-interfaces")
-NP_FLAGS = ("-np", "--num-proc")
-
-
-def is_program(arg: str) -> bool:
-    """Whether `arg` starts the program: a python interpreter (`python3`, `.venv/bin/python`)."""
-    return os.path.basename(arg).startswith("python")
+USAGE = ("usage: launch/run.sh [horovodrun options] python PROGRAM ...\n"
+         "       (python -m lbsgd.launch [horovodrun options] python PROGRAM ...)")
 
 
-def split_args(argv) -> tuple[list[str], list[str]]:
-    """(horovodrun's arguments, the program) of `launch/run.sh ARGS`: the program starts at
-    the first python interpreter. ConfigError when there is none."""
-    argv = list(argv)
-    start = next((i for i, a in enumerate(argv) if is_program(a)), None)
-    if start is None:
-        raise ConfigError("launch/run.sh: no program given (e.g. python -m lbsgd.train "
-                          "--config ...)")
-    return argv[:start], argv[start:]
+def __getattr__(name):          # the planning names, as `lbsgd.launch.<name>` before
+    return getattr(_plan, name)
 
 
-def _value(args, flags) -> str | None:
-    """The value of the last of `flags` in `args` (`-f VALUE` or `--flag=VALUE`)."""
-    found = None
-    for i, a in enumerate(args):
-        if a in flags and i + 1 < len(args):
-            found = args[i + 1]
-        elif "=" in a and a.split("=", 1)[0] in flags:
-            found = a.split("=", 1)[1]
-    return found
+def _refuse(err: ConfigError) -> int:
+    text = str(err)
+    print(text if text.startswith(job.PREFIX) else f"{job.PREFIX}: error: {text}", file=sys.stderr)
+    return 2
 
 
-def num_ranks(hvd_args) -> int:
-    """-np/--num-proc (1 when absent); ConfigError naming the flag when it is not a count."""
-    value = _value(hvd_args, NP_FLAGS)
-    if value is None:
-        return 1
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"Field `-np` must be a number of ranks >= 1. Received: -np={value!r}")
-    return int(value)
+def _validate(p: "_plan.Plan") -> int:
+    """An lbsgd.train config checked once, for the job's ranks, before any rank starts."""
+    if "lbsgd.train" not in p.prog:
+        return 0
+    env = {k: v for k, v in job.job_environment(p).items() if k != "LBSGD_JOB_ID"}
+    return subprocess.run([*p.prog, "--validate_only", f"--validate_ranks={p.np}"],
+                          stdout=subprocess.DEVNULL, env=env).returncode
 
 
-def read_hostfile(path: str) -> list[str]:
-    """Host names of a hostfile (`name slots=N` or `name:N` lines; # comments)."""
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except OSError as err:
-        raise ConfigError(f"Field `--hostfile` names an unreadable file ({err.strerror}). "
-                          f"Received: --hostfile={path!r}") from None
-    return [line.split()[0].split(":")[0] for line in lines
-            if line.strip() and not line.lstrip().startswith("#")]
-
-
-def job_hosts(hvd_args) -> list[str]:
-    """The job's host names, in order, once each (-H/--hosts, then --hostfile)."""
-    hosts = []
-    spec = _value(hvd_args, HOST_FLAGS)
-    if spec:
-        hosts += [h.split(":")[0] for h in spec.split(",") if h]
-    path = _value(hvd_args, HOSTFILE_FLAGS)
-    if path:
-        hosts += read_hostfile(path)
-    return list(dict.fromkeys(hosts))
-
-
-def local_addresses() -> set[str]:
-    """This machine's IPv4 addresses (loopback included)."""
-    addrs = {"127.0.0.1"}
-    try:
-        out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True,
-                             text=True, timeout=10).stdout
-        addrs |= set(re.findall(r"\binet (\d+\.\d+\.\d+\.\d+)/", out))
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return addrs
-
-
-def resolve(host: str) -> str | None:
-    """The first IPv4 address of `host`, None if it does not resolve."""
-    try:
-        return socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0]
-    except (OSError, IndexError):
-        return None
-
-
-def remote_hosts(hosts, local_addrs, this_host: str | None = None,
-                 resolver=resolve) -> list[str]:
-    """The hosts other than this machine: a name resolving to one of `local_addrs` is local
-    (as are localhost and this machine's own name); a name that does not resolve is remote
-    (horovodrun then names it)."""
-    this_host = this_host or socket.gethostname()
-    remote = []
-    for host in hosts:
-        if host in ("localhost", this_host):
-            continue
-        addr = resolver(host)
-        if addr is None or addr not in local_addrs:
-            remote.append(host)
-    return remote
-
-
-def route_interface(addr: str) -> str | None:
-    """The interface of this machine's route to `addr` (`ip route get`)."""
-    try:
-        out = subprocess.run(["ip", "-4", "route", "get", addr], capture_output=True,
-                             text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r" dev (\S+)", out)
-    return match.group(1) if match else None
-
-
-def choose_interface(hvd_args, env, remote, router=route_interface,
-                     resolver=resolve) -> tuple[str | None, str]:
-    """(interface, why) for a job with `remote` hosts: --network-interface if given (its
-    first name), else LBSGD_NETWORK_INTERFACE, else the route to the first remote host;
-    (None, "") without remote hosts or a route."""
-    if not remote:
-        return None, ""
-    given = _value(hvd_args, INTERFACE_FLAGS)
-    if given:
-        return given.split(",")[0], "given"
-    if env.get("LBSGD_NETWORK_INTERFACE"):
-        return env["LBSGD_NETWORK_INTERFACE"], "LBSGD_NETWORK_INTERFACE"
-    addr = resolver(remote[0])
-    nic = router(addr) if addr else None
-    return (nic, f"the route to {remote[0]}") if nic else (None, "")
-
-
-def new_job_id(host: str | None = None, pid: int | None = None) -> str:
-    """LBSGD_JOB_ID: host, launcher pid and a nanosecond clock (tags the job's processes)."""
-    return f"{host or socket.gethostname()}-{pid or os.getpid()}-{time.time_ns()}"
-
-
-def job_key(job_id: str) -> str:
-    """`job_id` as a file-name part: every character but ASCII letters and digits as "_"."""
-    return "".join(c if c.isascii() and c.isalnum() else "_" for c in job_id)
-
-
-def heartbeat_prefix(key: str, uid: int | None = None) -> str:
-    """The one naming of a job's heartbeat directories: this prefix and the host's name
-    (lbsgd.faults.heartbeat_directory writes them; the launcher removes them)."""
-    uid = os.getuid() if uid is None else uid
-    root = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
-    return os.path.join(root, f"lbsgd-heartbeat-{uid}-{key}-")
-
-
-@dataclasses.dataclass
-class Plan:
-    """What launch/run.sh starts: horovodrun's arguments (the interface added where the
-    launcher chose it) and the program, with the job's hosts and names."""
-
-    hvd_args: list
-    prog: list
-    np: int
-    remote_hosts: list
-    nic: str | None
-    nic_reason: str
-    job_id: str
-    heartbeats: str
-
-    def shell(self) -> str:
-        """The plan as bash assignments for `eval`."""
-        def array(items):
-            return "(" + " ".join(shlex.quote(str(i)) for i in items) + ")"
-        return "\n".join([
-            f"hvd_args={array(self.hvd_args)}", f"prog={array(self.prog)}", f"np={self.np}",
-            f"remote_hosts={array(self.remote_hosts)}", f"nic={shlex.quote(self.nic or '')}",
-            f"nic_reason={shlex.quote(self.nic_reason)}", f"job_id={shlex.quote(self.job_id)}",
-            f"heartbeats={shlex.quote(self.heartbeats)}"])
-
-
-def plan(argv, env=None, launcher_pid: int | None = None) -> Plan:
-    """The job `launch/run.sh argv` starts (ConfigError when it cannot start)."""
-    env = os.environ if env is None else env
-    hvd_args, prog = split_args(argv)
-    np_ = num_ranks(hvd_args)
-    remote = remote_hosts(job_hosts(hvd_args), local_addresses())
-    nic, why = choose_interface(hvd_args, env, remote)
-    if nic and why != "given":
-        hvd_args = ["--network-interface", nic, *hvd_args]
-    job_id = new_job_id(pid=launcher_pid)
-    return Plan(hvd_args, prog, np_, remote, nic, why, job_id, heartbeat_prefix(job_key(job_id)))
+def _announce_hosts(p: "_plan.Plan") -> None:
+    if not p.remote_hosts:
+        return
+    hosts = f"{len(p.remote_hosts)} remote host(s) ({' '.join(p.remote_hosts)})"
+    if p.nic:
+        job.say(f"{hosts} over network interface {p.nic} ({p.nic_reason})")
+    else:
+        job.say(f"{hosts}; no route found: horovodrun picks the interface")
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] != "--shell":
-        print("usage: python -m lbsgd.launch --shell [horovodrun args] python PROGRAM ...\n"
-              "(launch/run.sh's plan of a job, as bash assignments)", file=sys.stderr)
-        return 2
-    pid = os.environ.get("LBSGD_LAUNCHER_PID")
+    if argv[:1] == ["--guard"] and len(argv) == 3:
+        return job.guard(int(argv[1]), argv[2])
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE + "\n\n" + __doc__.split("\n")[0], file=sys.stderr)
+        return 0 if argv else 2
     try:
-        print(plan(argv[1:], launcher_pid=int(pid) if pid else None).shell())
+        p = _plan.plan(argv, launcher_pid=os.getpid())
     except ConfigError as err:
-        print(f"{err}" if str(err).startswith("launch/run.sh") else f"launch/run.sh: error: {err}",
-              file=sys.stderr)
+        return _refuse(err)
+    if shutil.which("horovodrun") is None:
+        job.say("horovodrun not found; run 'bash launch/install.sh' first")
         return 2
-    return 0
+    if any(arg in ("-h", "--help") for arg in p.prog):   # the program's help, no rank started
+        os.execvpe(p.prog[0], p.prog, {**job.DEFAULTS, **os.environ})
+    rc = _validate(p)
+    if rc:
+        return rc
+    _announce_hosts(p)
+    return job.run(p)
 
 
 if __name__ == "__main__":

@@ -1,16 +1,7 @@
-"""The maximum-stable-batch probe: gradient l2-norms per candidate batch size (Lee et al. III-D).
+"""`python -m lbsgd.probe`: the command line of :mod:`lbsgd.adaptive.probe`.
 
-Lee et al. pick the starting batch B_s as the largest batch whose averaged
-gradient has an l2-norm close to that of small batches: a similar norm means
-a similar allowed gradient variance and so a similar convergence property.
-:func:`gradient_norms` measures, at the current weights, the norm of the
-gradient averaged over a random global batch (several draws per size; in a
-Horovod job each rank computes its share and the gradients are averaged with
-Horovod); :func:`choose_start_batch` picks the largest batch whose mean norm
-stays within `ratio` of the smallest batch's.
-
-    launch/run.sh -np 2 python -m lbsgd.probe --config configs/phantom_adaptive.py \\
-        --batches 8,16,32,64,128,256 --draws 5
+The flags, the checks of their values and the printed report; what is computed
+lives in :mod:`lbsgd.adaptive.probe` (its names stay reachable here, as before).
 """
 
 from __future__ import annotations
@@ -20,83 +11,20 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+from lbsgd.parallel import runtime as _runtime  # noqa: E402
+
+_runtime.import_tensorflow()   # first, so its start-up lines are quiet
+
+from lbsgd.adaptive import probe as _library  # noqa: E402
+from lbsgd.adaptive.probe import choose_start_batch, format_table, gradient_norms  # noqa: E402
 
 
-def gradient_norms(model, loss_fn, source, batches, draws: int = 5, seed: int = 0,
-                   exchange: str = "grouped") -> dict[int, list[float]]:
-    """{batch: [l2-norm of the averaged gradient, one per draw]} at the current weights.
-
-    Each draw takes a random global batch of training examples (without
-    replacement, unaugmented), every rank its contiguous share; gradients are
-    computed in training mode and averaged over ranks. Model state that a
-    training-mode call changes (BN moving statistics) is put back.
-    """
-    import keras
-    import tensorflow as tf
-
-    from lbsgd import distributed, runtime
-
-    rt = runtime.current()
-    loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
-    saved = [keras.ops.convert_to_numpy(v.value) for v in model.non_trainable_variables]
-    out = {}
-    for batch in batches:
-        batch = int(batch)
-        if batch % rt.size or batch > source.num_train:
-            raise ValueError(f"Argument `batches` holds {batch}, which must divide over "
-                             f"{rt.size} ranks and be <= {source.num_train} examples. "
-                             f"Received: batches={list(batches)}")
-        local = batch // rt.size
-        norms = []
-        for d in range(draws):
-            rng = np.random.default_rng([seed, batch, d])
-            idx = rng.choice(source.num_train, batch, replace=False)[rt.rank * local:
-                                                                      (rt.rank + 1) * local]
-            x = tf.stack([source.decode(tf.constant(source.train_items[i]), False,
-                                        tf.zeros([2], tf.int32)) for i in idx])
-            y = tf.constant(source.train_labels[idx])
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(loss_fn(y, model(x, training=True)))
-            grads = tape.gradient(loss, model.trainable_variables)
-            grads = distributed.average_gradients(grads, exchange)
-            norms.append(float(tf.linalg.global_norm([g for g in grads if g is not None])))
-        out[batch] = norms
-    for v, value in zip(model.non_trainable_variables, saved):
-        v.assign(value)
-    return out
-
-
-def choose_start_batch(norms: dict[int, list[float]], ratio: float = 0.9) -> int:
-    """The largest batch whose mean norm is >= `ratio` x the smallest batch's mean norm."""
-    if not norms:
-        raise ValueError("Argument `norms` must hold at least one batch size. Received: {}")
-    if not 0 < ratio <= 1:
-        raise ValueError(f"Argument `ratio` must be in (0, 1]. Received: ratio={ratio}")
-    sizes = sorted(norms)
-    ref = float(np.mean(norms[sizes[0]]))
-    chosen = sizes[0]
-    for b in sizes[1:]:
-        if float(np.mean(norms[b])) >= ratio * ref:
-            chosen = b
-        else:
-            break
-    return chosen
-
-
-def format_table(norms: dict[int, list[float]], chosen: int) -> str:
-    sizes = sorted(norms)
-    ref = float(np.mean(norms[sizes[0]]))
-    lines = [f"{'batch':>6} {'mean |g|':>10} {'std':>9} {'/ smallest':>10}"]
-    for b in sizes:
-        m, s = float(np.mean(norms[b])), float(np.std(norms[b]))
-        mark = "  <- B_s" if b == chosen else ""
-        lines.append(f"{b:>6} {m:>10.4g} {s:>9.3g} {m / ref:>10.3f}{mark}")
-    return "\n".join(lines)
+def __getattr__(name):          # the library's names, as `lbsgd.probe.<name>` before
+    return getattr(_library, name)
 
 
 def _parser():
-    from lbsgd import cli
+    from lbsgd.config import help as cli
 
     parser = cli.command_parser(
         "python -m lbsgd.probe",
@@ -140,8 +68,10 @@ def main(argv=None) -> int:
 
     import keras
 
-    from lbsgd import checkpoint as ckpt
-    from lbsgd import data, models, runtime
+    from lbsgd.run import checkpoint as ckpt
+    from lbsgd import data
+    from lbsgd.model import networks as models
+    from lbsgd.parallel import runtime
     rt = runtime.init()
     keras.utils.set_random_seed(cfg.seed)
     source = data.load_source(cfg.data, cfg.seed)
@@ -149,8 +79,8 @@ def main(argv=None) -> int:
     if args.run_dir:
         ckpt.load_model_variables(os.path.join(args.run_dir, ckpt.CHECKPOINT_NAME), model)
     else:  # every rank probes rank 0's initial weights
-        from lbsgd import distributed
-        distributed.broadcast_variables(model.variables)
+        from lbsgd import parallel
+        parallel.broadcast_variables(model.variables)
     try:
         norms = gradient_norms(model, models.task_loss(cfg.task), source, batches, args.draws,
                                cfg.seed)

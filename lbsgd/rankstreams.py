@@ -11,8 +11,8 @@ and its newline separately, so a tag can land in the middle of a line
 without a tag (horovodrun's and mpirun's own messages) is passed on with the
 tags removed, exactly as rank 0 wrote it (partial lines and `\\r` redraws
 included); the other ranks' text, tags kept, goes to a side file that the
-launcher prints only when the job fails. `launch/run.sh` runs one filter per
-stream:
+launcher prints only when the job fails. The launcher (`lbsgd.launcher.job`)
+runs one per stream in-process; as a filter of its own:
 
     python -m lbsgd.rankstreams OTHERS_FILE < tagged > untagged
 

@@ -3,8 +3,8 @@
 Serves Codreanu et al. Sections IV-VI and Lee et al. III as a job: run it
 under `launch/run.sh -np N` (horovodrun) or as a single process. This module
 only turns flags into a config and a run directory and reports the outcome;
-the run itself is lbsgd.trainer (its build steps) in the directory
-lbsgd.rundir names (config.json, history.csv, checkpoint.npz, summary.json,
+the run itself is lbsgd.run.trainer (its build steps) in the directory
+lbsgd.run.rundir names (config.json, history.csv, checkpoint.npz, summary.json,
 snapshots/, ensemble.json, ...; the README lists them).
 
 Any config leaf is a flag: `--epochs=4 --optimizer.base_lr=0.2`.
@@ -18,12 +18,12 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from lbsgd import config as config_lib  # noqa: E402  (no TensorFlow import)
-from lbsgd.rundir import RunDir  # noqa: E402  (no TensorFlow either)
+from lbsgd.run.rundir import RunDir  # noqa: E402  (no TensorFlow either)
 
 
 def run(*args, **kwargs) -> dict:
-    """lbsgd.trainer.run: trains a config in this process (one rank of the job)."""
-    from lbsgd import trainer
+    """lbsgd.run.trainer.run: trains a config in this process (one rank of the job)."""
+    from lbsgd.run import trainer
     return trainer.run(*args, **kwargs)
 
 
@@ -86,11 +86,11 @@ def resolve_config(FLAGS) -> tuple["config_lib.TrainConfig", str, dict]:
         raise config_lib.ConfigError(
             f"Field `run_dir` must hold a run to resume (config.json and checkpoint.npz); "
             f"start it without --resume. Received: run_dir={run_dir!r}")
-    from lbsgd import rundir
-    state = rundir.read_checkpoint_state(os.path.join(run_dir, rundir.CHECKPOINT), verify=True)
+    from lbsgd.run import rundir
+    state = rundir.read_run_state(RunDir(run_dir).checkpoint, verify=True)
     saved = config_lib.load_config(saved_path)
     base = saved
-    if FLAGS.config and os.path.realpath(FLAGS.config) != state.get("config_file"):
+    if FLAGS.config and os.path.realpath(FLAGS.config) != state.config_file:
         base = config_lib.load_config(FLAGS.config)   # another config: compared field by field
     cfg = config_lib.apply_overrides(base, overrides)
     changes = config_lib.config_changes(saved, cfg)
@@ -106,7 +106,7 @@ def _error(err, code: int = 2) -> int:
 def main(argv=None) -> int:
     from absl import flags
 
-    from lbsgd import cli
+    from lbsgd.config import help as cli
 
     FLAGS = _define_flags()
     if cli.print_train_help(FLAGS, argv if argv is not None else sys.argv):
@@ -121,17 +121,19 @@ def main(argv=None) -> int:
             os.environ.get("OMPI_COMM_WORLD_SIZE", os.environ.get("HOROVOD_SIZE", "1")))
         cfg.validate_for(size)
         config_lib.check_data_files(cfg.data)
-        from lbsgd import rundir
+        from lbsgd.run import rundir
         state = rundir.RunDir(run_dir).check_can_start(FLAGS.resume, FLAGS.overwrite)
         if FLAGS.resume:   # the world-size policy: the global batch must divide over the ranks
-            from lbsgd import resize
+            from lbsgd.run import resize
             resize.check_resume(state, cfg, size)
     except config_lib.ConfigError as err:
         return _error(err)
     if FLAGS.validate_only:
         print(f"lbsgd.train: config {cfg.name!r} is valid")
         return 0
-    from lbsgd import faults, runtime
+    from lbsgd.parallel import runtime
+    runtime.import_tensorflow()   # before anything else loads it: its start-up lines quiet
+    from lbsgd.run import faults
     try:
         summary = run(cfg, run_dir, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
                       resume_changes=changes, config_file=FLAGS.config,
@@ -148,7 +150,7 @@ def main(argv=None) -> int:
                       "--optimizer.base_lr or lengthen --schedule.warmup_epochs.",
                       faults.EXIT_DIVERGED)
     if runtime.current().is_chief:
-        from lbsgd import console
+        from lbsgd.run import console
         console.print_line(console.summary_line(cfg.name, summary, cfg.monitor, run_dir))
     return 0
 

@@ -165,10 +165,10 @@ def wait_while_running(proc, ready, what, timeout=300, poll=0.1):
 
 def epochs_done(run_dir):
     """Epochs in the run's checkpoint (0 before the first one)."""
-    from lbsgd import checkpoint as ckpt
+    from lbsgd.run import checkpoint as ckpt
 
     path = os.path.join(run_dir, ckpt.CHECKPOINT_NAME)
-    return ckpt.read_state(path)["epochs_done"] if os.path.isfile(path) else 0
+    return ckpt.read_state(path).epochs_done if os.path.isfile(path) else 0
 
 
 def kill_after_checkpoint(program, run_dir, min_epochs, timeout=600):

@@ -5,10 +5,15 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 
-from lbsgd import adaptive as A
-from lbsgd import callbacks, data, models, phantom, probe
+from lbsgd.adaptive import growth as A
+from lbsgd import data
+from lbsgd.run import callbacks
+from lbsgd.model import networks as models
+from lbsgd.data import phantom
+from lbsgd.adaptive import probe
 from lbsgd.config import ConfigError, DataConfig, TrainConfig
 
 
@@ -27,7 +32,7 @@ def test_theta_monitor_on_a_model_with_known_weights_and_losses():
                               keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")])
     x = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], np.float32)
     y = np.array([[1.0], [2.0], [3.0]], np.float32)
-    ds = data.tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
     monitor = A.ThetaMonitor(ds, "mean_squared_error")
     monitor.set_model(model)
     monitor.on_train_begin()

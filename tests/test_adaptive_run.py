@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import horovodrun, kill_after_checkpoint
-from lbsgd import checkpoint as ckpt
+from lbsgd.run import checkpoint as ckpt
 
 # configs/phantom_adaptive.py shrunk: 256 16x16 phantoms, a 2-block EDSR, K fixed at 2.
 GROW = ("-m", "lbsgd.train", "--config", "configs/phantom_adaptive.py", "--epochs=6",
@@ -51,7 +51,7 @@ def test_killed_mid_growth_resumes_with_same_batch_and_k(grown, tmp_path):
     done = kill_after_checkpoint((*GROW, f"--run_dir={run_dir}"), run_dir, 3)
     assert 3 <= done < 6, f"killed after {done} epochs"
     state = ckpt.read_state(os.path.join(run_dir, ckpt.CHECKPOINT_NAME))
-    assert state["adaptive_batch"]["growth"]["k"] == 2
+    assert state.adaptive_batch["growth"]["k"] == 2
     horovodrun(2, "-m", "lbsgd.train", f"--run_dir={run_dir}", "--resume")
     a, b = rows(grown), rows(run_dir)
     assert [r["epoch"] for r in b] == [str(e) for e in range(1, 7)]

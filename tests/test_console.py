@@ -2,14 +2,17 @@
 spurious warnings, clean line ends; other ranks silent unless the job fails."""
 
 import io
+import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import assert_no_rank_started, horovodrun
-from lbsgd import console
+from conftest import ROOT, assert_no_rank_started, horovodrun
+from lbsgd.run import console
 from lbsgd.rankstreams import RankDemux
 
 
@@ -141,3 +144,34 @@ def test_all_ranks_keeps_every_ranks_tagged_output(tmp_path):
     assert "[1,1]<stdout>:hello from rank 1" in proc.stdout
     with pytest.raises(AssertionError, match="a rank started"):
         assert_no_rank_started(proc)
+
+
+FAKE_TF = (
+    "import os\n"
+    "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
+    "written to STDERR\\n')\n"
+    "os.write(2, b'I0000 00:00:1796186983.389064   11085 port.cc:153] oneDNN custom "
+    "operations are on.\\n')\n"
+    "os.write(2, b'W0000 00:00:1796186983.4   11085 x.cc:1] a real warning\\n')\n"
+    "__version__ = 'fake'\n")
+
+
+@pytest.mark.parametrize("level, shown", [
+    ("2", ["W0000 00:00:1796186983.4   11085 x.cc:1] a real warning"]),
+    ("0", ["WARNING: All log messages before absl::InitializeLog() is called are written "
+           "to STDERR", "I0000 00:00:1796186983.389064   11085 port.cc:153] oneDNN custom "
+           "operations are on.", "W0000 00:00:1796186983.4   11085 x.cc:1] a real warning"]),
+])
+def test_tensorflow_start_up_info_lines_follow_the_log_level(tmp_path, level, shown):
+    # TF >= 2.19 writes these through absl before it reads TF_CPP_MIN_LOG_LEVEL; the
+    # stand-in package writes the same bytes on import, so the filter is what is tested.
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text(FAKE_TF)
+    code = ("from lbsgd.parallel import runtime; "
+            "print(runtime.import_tensorflow().__version__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=f"{tmp_path}:{ROOT}",
+                                  TF_CPP_MIN_LOG_LEVEL=level), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "fake"
+    assert out.stderr.splitlines() == shown

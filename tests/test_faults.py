@@ -17,8 +17,8 @@ import pytest
 from conftest import (TINY_DIGITS, _alive, assert_no_rank_started, epochs_done, horovodrun,
                       job_pids, kill_session, launch_env, start_job,
                       wait_while_running)
-from lbsgd import checkpoint as ckpt
-from lbsgd import faults
+from lbsgd.run import checkpoint as ckpt
+from lbsgd.run import faults
 
 TRAIN = TINY_DIGITS
 
@@ -142,7 +142,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_and_resume_continues(tmp_path)
 
 
 def test_sigkill_of_the_launcher_ends_every_rank_within_30_s(tmp_path):
-    from lbsgd.rundir import RunDir
+    from lbsgd.run.rundir import RunDir
     run_dir = str(tmp_path / "run")
     proc = _start("--epochs=30", f"--run_dir={run_dir}")
     try:
@@ -165,11 +165,10 @@ def test_sigkill_of_the_launcher_ends_every_rank_within_30_s(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not left, f"processes outlived the launcher by 30 s: {left}"
     # the last checkpoint is whole (every array's CRC read) and consistent with itself
-    from lbsgd.rundir import read_checkpoint_state
-    state = read_checkpoint_state(os.path.join(run_dir, "checkpoint.npz"), verify=True)
-    assert 1 <= state["epochs_done"] < 30
-    assert [r["epoch"] for r in state["run_logger"]["rows"]] == list(
-        range(1, state["epochs_done"] + 1))
+    from lbsgd.run.rundir import read_run_state
+    state = read_run_state(os.path.join(run_dir, "checkpoint.npz"), verify=True)
+    assert 1 <= state.epochs_done < 30
+    assert [r["epoch"] for r in state.history_rows] == list(range(1, state.epochs_done + 1))
     assert RunDir(run_dir).holder() is None                 # the lock is stale, not held
 
 
@@ -279,7 +278,7 @@ def test_corrupt_checkpoint_names_the_file_and_offers_the_previous_one(finished_
     assert f"mv {run_dir / 'checkpoint.prev.npz'}" in line
     (run_dir / "checkpoint.prev.npz").replace(run_dir / "checkpoint.npz")
     horovodrun(2, *TRAIN, "--resume", f"--run_dir={run_dir}")
-    assert ckpt.read_state(str(run_dir / "checkpoint.npz"))["epochs_done"] == 2
+    assert ckpt.read_state(str(run_dir / "checkpoint.npz")).epochs_done == 2
 
 
 def test_saving_keeps_the_previous_epoch_and_never_leaves_the_checkpoint_missing(
@@ -293,14 +292,14 @@ def test_saving_keeps_the_previous_epoch_and_never_leaves_the_checkpoint_missing
     seen = []
 
     def checked_write(target, *args):   # what a reader polling the run dir sees mid-save
-        seen.append((os.path.isfile(target), ckpt.read_state(target)["epochs_done"]))
+        seen.append((os.path.isfile(target), ckpt.read_state(target).epochs_done))
         write(target, *args)
 
     monkeypatch.setattr(ckpt, "_write", checked_write)
     ckpt.save(path, model, {"epochs_done": 2}, keep_previous=previous)
     assert seen == [(True, 1)]
-    assert ckpt.read_state(path)["epochs_done"] == 2
-    assert ckpt.read_state(previous)["epochs_done"] == 1
+    assert ckpt.read_state(path).epochs_done == 2
+    assert ckpt.read_state(previous).epochs_done == 1
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "checkpoint.prev.npz"]
 
 

@@ -1,4 +1,4 @@
-"""LARS (lbsgd.lars) and LAMB (keras.optimizers.Lamb) in lbsgd: update values, configs, ranks."""
+"""LARS (lbsgd.optim.lars) and LAMB (keras.optimizers.Lamb) in lbsgd: update values, configs, ranks."""
 
 import copy
 import json
@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import horovodrun, run_python
-from lbsgd import config, distributed, lars, schedules, trainer
-from lbsgd.callbacks import current_weight_decay
+from lbsgd import config
+from lbsgd import parallel
+from lbsgd.optim import lars
+from lbsgd.recipe import schedules
+from lbsgd.run import trainer
+from lbsgd.run.callbacks import current_weight_decay
 
 STEPS = 3
 
@@ -95,7 +99,7 @@ def test_lars_matches_numpy_reference_with_recipe_weight_decay(rule):
     model = tiny_model()
     start = [v.numpy() for v in model.trainable_variables]
     grads, sched = gradients(model), warmup_lr()
-    opt = distributed.DistributedOptimizer(
+    opt = parallel.DistributedOptimizer(
         lars.LARS(sched, momentum=0.9, trust_coefficient=0.02, exclude_from_adaptation=rule),
         weight_decay=1e-2, momentum_correction=True)
     wds = [1e-2, 1e-2, 2e-2]                 # the recipe's collapse doubles it
@@ -128,7 +132,7 @@ def test_lars_momentum_correction_changes_the_update():
     model = tiny_model()
     start = [v.numpy() for v in model.trainable_variables]
     grads, sched = gradients(model), warmup_lr()
-    opt = distributed.DistributedOptimizer(lars.LARS(sched, momentum=0.9), weight_decay=1e-4,
+    opt = parallel.DistributedOptimizer(lars.LARS(sched, momentum=0.9), weight_decay=1e-4,
                                            momentum_correction=False)
     got = run_steps(opt, model, grads)
     lrs = [float(sched(t)) for t in range(STEPS)]
@@ -184,7 +188,7 @@ def test_lars_get_config_round_trips():
     cfg = saved["config"]
     assert (cfg["trust_coefficient"], cfg["exclude_from_adaptation"]) == (0.002, "none")
     assert cfg["learning_rate"]["class_name"] == "GradualWarmup"
-    wrapped = distributed.DistributedOptimizer(opt, momentum_correction=True)
+    wrapped = parallel.DistributedOptimizer(opt, momentum_correction=True)
     wcfg = wrapped.get_config()
     assert wcfg["weight_decay"] == pytest.approx(1e-4)
     assert wcfg["optimizer"]["config"]["l2_weight_decay"] == 0.0     # travels once
@@ -251,7 +255,7 @@ def test_lars_and_lamb_are_config_choices():
 ])
 def test_a_second_weight_decay_is_refused(make, kwargs, argument):
     with pytest.raises(ValueError) as err:
-        distributed.DistributedOptimizer(make(), **kwargs)
+        parallel.DistributedOptimizer(make(), **kwargs)
     assert f"Argument `{argument}`" in str(err.value) and "\n" not in str(err.value)
 
 

@@ -1,13 +1,16 @@
-"""The launcher's decisions (lbsgd/launch.py): arguments, hosts, interface, names; no job runs."""
+"""The launcher: its decisions (lbsgd/launcher/plan.py: arguments, hosts, interface, names) and
+its job (lbsgd/launcher/job.py: environment, exit codes, the guard), run for real."""
 
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import ROOT
-from lbsgd import launch
+from lbsgd.launcher import job
+from lbsgd.launcher import plan as launch
 from lbsgd.errors import ConfigError
 
 
@@ -83,32 +86,66 @@ def test_job_names():
 
 
 def test_the_ranks_heartbeat_directory_is_under_the_launchers_prefix(monkeypatch):
-    from lbsgd import faults
+    from lbsgd.run import faults
     monkeypatch.setenv("LBSGD_JOB_ID", "node-1-4242-99")
     prefix = launch.heartbeat_prefix(launch.job_key("node-1-4242-99"))
     assert faults.heartbeat_directory().startswith(prefix)
 
 
-def test_shell_plan_round_trips_through_bash():
-    env = dict(os.environ, PYTHONPATH=ROOT, LBSGD_LAUNCHER_PID="31337")
-    script = ('eval "$(' + sys.executable + ' -m lbsgd.launch --shell -np 3 '
-              '--gloo python -c \'print("a b")\' "x y")"; '
-              'printf "%s|" "${hvd_args[@]}"; echo; printf "%s|" "${prog[@]}"; echo; '
-              'echo "$np ${#remote_hosts[@]} [$nic] $job_id"')
-    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
-                         timeout=60, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    hvd, prog, last = out.stdout.splitlines()
-    assert hvd == "-np|3|--gloo|"
-    assert prog == 'python|-c|print("a b")|x y|'
-    np_, remote, nic, job_id = last.split(" ", 3)
-    assert (np_, remote, nic) == ("3", "0", "[]") and "-31337-" in job_id
+def _launcher(*args, env=None, timeout=120):
+    env = dict(os.environ if env is None else env, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "lbsgd.launch", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
 
 
-def test_shell_plan_refuses_in_one_line():
-    out = subprocess.run([sys.executable, "-m", "lbsgd.launch", "--shell", "-np", "x",
-                          "python", "t.py"], env=dict(os.environ, PYTHONPATH=ROOT),
-                         capture_output=True, text=True, timeout=60)
+def test_a_bad_command_line_is_refused_in_one_line_before_anything_starts():
+    out = _launcher("-np", "x", "python", "t.py")
     assert out.returncode == 2
     assert out.stderr.strip() == ("launch/run.sh: error: Field `-np` must be a number of "
                                   "ranks >= 1. Received: -np='x'")
+    out = _launcher("-np", "2", "train.py")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "no program given" in out.stderr
+
+
+def test_the_job_environment_keeps_the_users_settings_and_tags_the_job():
+    p = launch.Plan(["-np", "2"], ["python", "x.py"], 2, ["h2"], "veth1", "given", "j-1", "/x-")
+    env = job.job_environment(p, {"OMPI_MCA_mpi_yield_when_idle": "0", "PATH": "/bin"})
+    assert env["OMPI_MCA_mpi_yield_when_idle"] == "0"              # the user's value wins
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "2" and env["PYTHONUNBUFFERED"] == "1"
+    assert env["OMPI_MCA_oob_tcp_if_include"] == "veth1" and env["LBSGD_JOB_ID"] == "j-1"
+    local = launch.Plan(["-np", "2"], ["python"], 2, [], None, "", "j-2", "/x-")
+    assert "OMPI_MCA_oob_tcp_if_include" not in job.job_environment(local, {})
+
+
+def test_a_real_job_passes_its_exit_code_and_shows_the_other_ranks_only_on_failure(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import os, sys\n"
+        "rank = int(os.environ['OMPI_COMM_WORLD_RANK'])\n"
+        "print(f'rank {rank} job {os.environ[\"LBSGD_JOB_ID\"][:4]}', flush=True)\n"
+        "sys.exit(int(sys.argv[1]) if rank == 1 else 0)\n")
+    ok = subprocess.run([os.path.join(ROOT, "launch", "run.sh"), "-np", "2", "python",
+                         str(script), "0"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("rank 0 job ") and "rank 1" not in ok.stdout + ok.stderr
+    failed = subprocess.run([os.path.join(ROOT, "launch", "run.sh"), "-np", "2", "python",
+                             str(script), "3"], capture_output=True, text=True, timeout=300)
+    assert failed.returncode != 0
+    assert "the other ranks' last output:" in failed.stderr
+    assert "[1,1]<stdout>:rank 1 job " in failed.stderr
+
+
+def test_the_guard_ends_a_session_whose_launcher_is_gone(tmp_path):
+    sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    beat = tmp_path / "hb-"
+    (tmp_path / "hb-host").mkdir()
+    write_end = job.start_guard(sleeper.pid, str(beat), dict(os.environ, PYTHONPATH=ROOT))
+    assert sleeper.poll() is None
+    os.close(write_end)                       # as the launcher's exit would, SIGKILL included
+    assert sleeper.wait(timeout=60) == -15    # TERM to the session
+    for _ in range(50):
+        if not (tmp_path / "hb-host").exists():
+            break
+        time.sleep(0.1)
+    assert not (tmp_path / "hb-host").exists()

@@ -23,14 +23,14 @@ import pytest
 
 from conftest import (ROOT, assert_no_rank_started, horovodrun, kill_session, launch_env,
                       start_job, wait_while_running)
-from lbsgd import checkpoint as ckpt
+from lbsgd.run import checkpoint as ckpt
 
 CLUSTER = os.path.join(ROOT, "launch", "cluster.sh")
 STATE = "/var/lib/lbsgd-cluster"
 HOSTS = "lbsgd-h1:1,lbsgd-h2:1"
 DIGITS = ("-m", "lbsgd.train", "--config", "configs/digits_resnet.py", "--model.name=resnet8",
           "--data.image_size=16", "--epochs=2", "--schedule.warmup_epochs=1")
-# BN-free (EDSR), so a changed world size changes nothing but float rounding (lbsgd.resize);
+# BN-free (EDSR), so a changed world size changes nothing but float rounding (lbsgd.run.resize);
 # 32 steps per epoch of global batch 32, LR warmed up then decayed every step.
 PHANTOM = ("-m", "lbsgd.train", "--config", "configs/phantom_linear_scaling.py",
            "--data.image_size=16", "--batch_size=32", "--epochs=3", "--schedule.warmup_epochs=1",
@@ -196,7 +196,7 @@ def lost_host_run(cluster, tmp_path_factory):
                                   poll=0.02)
         os.kill(beat["pid"], signal.SIGSTOP)
         try:
-            epochs_at_fault = ckpt.read_state(str(run_dir / "checkpoint.npz"))["epochs_done"]
+            epochs_at_fault = ckpt.read_state(str(run_dir / "checkpoint.npz")).epochs_done
             _cluster("link", "lbsgd-h2", "down")
         finally:
             os.kill(beat["pid"], signal.SIGCONT)
@@ -225,8 +225,8 @@ def test_a_lost_host_ends_the_job_naming_it_and_keeps_the_checkpoint(lost_host_r
     assert "lost host lbsgd-h1" not in run["stderr"]
     path = str(run["run_dir"] / "checkpoint.npz")
     state = ckpt.read_state(path)
-    assert state["epochs_done"] == 1 and state["world_size"] == 2       # epoch 2 was cut
-    from lbsgd import rundir
+    assert state.epochs_done == 1 and state.world_size == 2             # epoch 2 was cut
+    from lbsgd.run import rundir
     rundir.read_checkpoint_state(path, verify=True)                      # every array's CRC
     arrays = _arrays(path)
     assert arrays and all(np.all(np.isfinite(a)) for a in arrays.values())
@@ -243,7 +243,7 @@ def one_rank_run(cluster, tmp_path_factory):
 
 def test_resume_on_fewer_ranks_matches_an_uninterrupted_run_at_the_new_size(
         lost_host_run, one_rank_run):
-    """Policy (lbsgd.resize): global batch 32 and the samples seen are kept, the local batch
+    """Policy (lbsgd.run.resize): global batch 32 and the samples seen are kept, the local batch
     becomes 32, the data order is a function of (seed, epoch). EDSR has no BatchNorm, so the
     1-rank continuation of the 2-rank checkpoint follows the run that had 1 rank all along:
     each step's gradient is the mean over the same 32 examples, and the only difference is
@@ -287,17 +287,18 @@ def test_resume_on_ranks_that_do_not_divide_the_global_batch_is_refused(lost_hos
 
 
 def test_world_size_policy_keeps_the_reached_batch_and_names_what_changes():
-    from lbsgd import resize
+    from lbsgd.run import resize
+    from lbsgd.run.state import RunState
     from lbsgd.config import ConfigError, TrainConfig
     cfg = TrainConfig(batch_size=32)
     rows = [{"batch_size": 32, "steps": 30}, {"batch_size": 44, "steps": 21}]
-    state = {"world_size": 2, "run_logger": {"rows": rows},
-             "adaptive_batch": {"growth": {"batch": 44}}}      # grown x1.5, trimmed to 2 ranks
+    state = RunState.from_dict({"epochs_done": 2, "world_size": 2, "run_logger": {"rows": rows},
+                                "adaptive_batch": {"growth": {"batch": 44}}})  # grown x1.5, trimmed
     assert resize.global_batch(state, cfg) == 44
     assert resize.samples_seen(state) == 32 * 30 + 44 * 21
     assert resize.changes(state, cfg, 2) == {}
     assert resize.changes(state, cfg, 4) == {"world_size": (2, 4), "local_batch": (22, 11)}
-    assert resize.changes({"epochs_done": 1}, cfg, 4) == {}     # older checkpoints: unknown
+    assert resize.changes(RunState.from_dict({"epochs_done": 1}), cfg, 4) == {}  # older: unknown
     resize.check_resume(state, cfg, 4)
     with pytest.raises(ConfigError, match=r"keeps its global batch 44, which must divide "
                                           r"evenly over the ranks .*Received: 3 ranks"):

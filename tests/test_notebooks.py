@@ -80,7 +80,7 @@ def test_run_py_refuses_unknown_notebooks(capsys):
 
 
 def test_launch_command_and_failure_message(tmp_path):
-    from lbsgd import notebook
+    from lbsgd.report import notebook
     argv, run_dir = notebook.train_command(
         "configs/digits_resnet.py", np=2, run_dir=tmp_path / "r",
         overrides={"epochs": 3, "data.flip": True, "schedule.step_epochs": (2, 3)},
@@ -103,7 +103,7 @@ def test_launch_command_and_failure_message(tmp_path):
 def test_summary_table(tmp_path):
     import json
 
-    from lbsgd import notebook
+    from lbsgd.report import notebook
     for name, batch, acc in (("a", 64, 0.91234), ("b", 256, 0.5)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(json.dumps({

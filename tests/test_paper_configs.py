@@ -7,8 +7,8 @@ import pytest
 
 from conftest import ROOT
 from lbsgd import config as C
-from lbsgd import recipe
-from lbsgd.schedules import linear_scaling
+from lbsgd.recipe import phases as recipe
+from lbsgd.recipe.schedules import linear_scaling
 
 IMAGENET_TRAIN = 1_281_167
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from lbsgd import config, plots
-from lbsgd.callbacks import history_csv
+from lbsgd import config
+from lbsgd.report import plots
+from lbsgd.run.callbacks import history_csv
 
 
 def load(name):

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from conftest import TINY_DIGITS, horovodrun
-from lbsgd import config, models, precise_bn, runtime
-from lbsgd import checkpoint as ckpt
+from lbsgd import config
+from lbsgd.model import networks as models
+from lbsgd.model import precise_bn
+from lbsgd.parallel import runtime
+from lbsgd.run import checkpoint as ckpt
 
 CHECKS = os.path.join(os.path.dirname(__file__), "distributed", "precise_bn_checks.py")
 _spec = importlib.util.spec_from_file_location("precise_bn_checks", CHECKS)
@@ -182,10 +185,11 @@ def test_training_batches_are_the_epochs_own_and_at_most_one_epoch():
 
 
 def test_declared_after_sync_model_state():
-    from lbsgd import distributed, trainer
+    from lbsgd import parallel
+    from lbsgd.run import trainer
 
     with pytest.raises(ValueError, match="Callback SyncModelState must come before PreciseBN"):
-        trainer.check_callback_order([precise_bn.PreciseBN([], 1), distributed.SyncModelState()])
+        trainer.check_callback_order([precise_bn.PreciseBN([], 1), parallel.SyncModelState()])
 
 
 def test_config_field_is_validated_and_documented():

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lbsgd import checkpoint as ckpt
-from lbsgd import data, distributed, ensemble, recipe
-from lbsgd import schedules as S
+from lbsgd.run import checkpoint as ckpt
+from lbsgd import data
+from lbsgd import parallel
+from lbsgd.recipe import ensemble
+from lbsgd.recipe import phases as recipe
+from lbsgd.recipe import schedules as S
 from lbsgd.config import (ConfigError, EnsembleConfig, DataConfig, OptimizerConfig,
                           ScheduleConfig, TrainConfig)
 
@@ -168,7 +171,7 @@ def test_weight_decay_change_takes_effect_without_recompiling():
     # Zero inputs give zero loss gradients: each SGD step is w <- w - lr * wd * w.
     model = keras.Sequential([keras.Input((3,)),
                               keras.layers.Dense(2, use_bias=False, kernel_initializer="ones")])
-    opt = distributed.DistributedOptimizer(keras.optimizers.SGD(0.1), weight_decay=0.0)
+    opt = parallel.DistributedOptimizer(keras.optimizers.SGD(0.1), weight_decay=0.0)
     model.compile(optimizer=opt, loss="mse", jit_compile=False)
     x, y = np.zeros((8, 3), np.float32), np.zeros((8, 2), np.float32)
     plan = [recipe.EpochPlan(0, "main", -1, 0.0, True, False),
@@ -193,7 +196,7 @@ def test_momentum_correction_matches_lr_outside_the_velocity():
     # u <- m u + g; w <- w - lr u while the LR warms up and decays.
     sched = S.GradualWarmup(S.PolynomialDecay(1.0, 20, begin_step=5), 5, 0.1)
     w = keras.Variable(np.array([[1.0, -2.0]], np.float32))
-    opt = distributed.DistributedOptimizer(keras.optimizers.SGD(sched, momentum=0.9),
+    opt = parallel.DistributedOptimizer(keras.optimizers.SGD(sched, momentum=0.9),
                                            momentum_correction=True)
     opt.build([w])
     rng = np.random.default_rng(0)
@@ -206,7 +209,7 @@ def test_momentum_correction_matches_lr_outside_the_velocity():
     np.testing.assert_allclose(w.numpy(), ref, rtol=1e-5)
     # Without it the two forms differ once the LR changes.
     w2 = keras.Variable(np.array([[1.0, -2.0]], np.float32))
-    plain = distributed.DistributedOptimizer(keras.optimizers.SGD(sched, momentum=0.9),
+    plain = parallel.DistributedOptimizer(keras.optimizers.SGD(sched, momentum=0.9),
                                              momentum_correction=False)
     plain.build([w2])
     rng = np.random.default_rng(0)
@@ -330,7 +333,7 @@ def test_ensemble_averages_softmax_outputs(tmp_path):
 
 def test_snapshots_callback_saves_at_collapse_ends_and_restores_state(tmp_path):
     model = _softmax_model()
-    opt = distributed.DistributedOptimizer(keras.optimizers.SGD(0.1), weight_decay=1e-4)
+    opt = parallel.DistributedOptimizer(keras.optimizers.SGD(0.1), weight_decay=1e-4)
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile=False)
     x, y = np.eye(3, dtype=np.float32), np.arange(3)

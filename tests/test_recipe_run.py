@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import horovodrun, kill_after_checkpoint, run_python
-from lbsgd import checkpoint as ckpt
+from lbsgd.run import checkpoint as ckpt
 
 # configs/digits_recipe.py shrunk: ResNet-8 on 16x16 digits; the first power-2 decay over
 # epochs 3-4 collapses in epoch 4 (snapshot 4), cycles of 1 rewarmup + 2 decay epochs, the

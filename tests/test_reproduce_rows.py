@@ -6,7 +6,8 @@ import os
 import pytest
 
 from benchmarks import reproduce as R
-from lbsgd import paper, recipe
+from lbsgd import paper
+from lbsgd.recipe import phases as recipe
 from lbsgd.config import TrainConfig
 from lbsgd.data import steps_per_epoch
 

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from conftest import ROOT
-from lbsgd import scaling as S
+from lbsgd import scaling as scaling_command
+from lbsgd.report import scaling as S
 
 
 def test_ring_allreduce_cost():
@@ -78,7 +79,7 @@ def test_scaling_cli_with_a_machine(tmp_path, capsys):
     import json
     path = tmp_path / "quick.json"
     path.write_text(json.dumps(_bench_result()))
-    assert S.main(["--machine", str(path)]) == 0
+    assert scaling_command.main(["--machine", str(path)]) == 0
     out = capsys.readouterr().out
     assert "Held-out rows" in out and "predicted 6.40 img/s, measured 6.15" in out
 
@@ -131,7 +132,7 @@ def test_many_hosts_report_predicts_two_hosts_from_one():
 
 def test_scaling_cli_with_many_hosts_results(tmp_path, capsys):
     result = os.path.join(ROOT, "benchmarks", "results", "many_hosts.json")   # the committed one
-    assert S.main(["--many_hosts", result]) == 0
+    assert scaling_command.main(["--many_hosts", result]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if "bit |" in line]
     assert len(rows) == 4
     with open(os.path.join(ROOT, "README.md")) as f:
@@ -141,7 +142,7 @@ def test_scaling_cli_with_many_hosts_results(tmp_path, capsys):
     for name, text in (("notjson.json", "{"), ("other.json", '{"suite": "quick"}')):
         (tmp_path / name).write_text(text)
         with pytest.raises(SystemExit) as exit_:
-            S.main(["--many_hosts", str(tmp_path / name)])
+            scaling_command.main(["--many_hosts", str(tmp_path / name)])
         assert exit_.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
         assert f"--many_hosts {tmp_path / name}: not a benchmarks.many_hosts result (" in err

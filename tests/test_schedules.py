@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from lbsgd import schedules as S
+from lbsgd.recipe import schedules as S
 from lbsgd.config import OptimizerConfig, ScheduleConfig
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import horovodrun, kill_after_checkpoint
-from lbsgd import checkpoint as ckpt
+from lbsgd.run import checkpoint as ckpt
 
 TRAIN = ("-m", "lbsgd.train", "--config", "configs/digits_resnet.py")
 SHORT = ("--epochs=4", "--schedule.warmup_epochs=1")

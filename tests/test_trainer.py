@@ -6,8 +6,13 @@ import pytest
 import keras
 import tensorflow as tf
 
-from lbsgd import adaptive as A
-from lbsgd import callbacks, distributed, recipe, runtime, schedules, trainer
+from lbsgd.adaptive import growth as A
+from lbsgd.run import callbacks
+from lbsgd import parallel
+from lbsgd.recipe import phases as recipe
+from lbsgd.parallel import runtime
+from lbsgd.recipe import schedules
+from lbsgd.run import trainer
 from lbsgd.config import OptimizerConfig, apply_overrides, load_config
 
 
@@ -73,7 +78,7 @@ def _script_run(order, learning_rate, with_monitor=True, epochs=6):
     x = rng.normal(size=(64, 4)).astype("float32")
     y = (x @ rng.normal(size=(4, 1))).astype("float32")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(distributed.DistributedOptimizer(keras.optimizers.SGD(learning_rate)), "mse")
+    model.compile(parallel.DistributedOptimizer(keras.optimizers.SGD(learning_rate)), "mse")
     probe = tf.data.Dataset.from_tensor_slices((x[:32], y[:32])).batch(16)
     monitor = A.ThetaMonitor(probe, "mse")
     growth = A.BatchGrowth(8, 32, threshold=100.0)        # K = 2: theta always "saturated"
@@ -125,7 +130,7 @@ def test_adaptive_batch_size_composes_with_a_warmup_schedule():
 
 def test_model_with_distributed_optimizer_saves_and_loads(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    opt = distributed.DistributedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9),
+    opt = parallel.DistributedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9),
                                            weight_decay=1e-4, exchange="per_tensor")
     model.compile(opt, "mse")
     model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
@@ -141,12 +146,12 @@ def test_model_with_distributed_optimizer_saves_and_loads(tmp_path):
 
 def test_a_second_native_weight_decay_is_refused():
     with pytest.raises(ValueError, match="second weight decay.*weight_decay=0.004"):
-        distributed.DistributedOptimizer(keras.optimizers.AdamW(1e-3, weight_decay=0.004),
+        parallel.DistributedOptimizer(keras.optimizers.AdamW(1e-3, weight_decay=0.004),
                                          weight_decay=1e-4)
 
 
 def test_momentum_correction_is_on_by_default_as_in_the_config():
-    opt = distributed.DistributedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9))
+    opt = parallel.DistributedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9))
     assert opt._lbsgd_momentum_correction is True
     assert OptimizerConfig().momentum_correction is True
 
@@ -166,4 +171,4 @@ def test_public_api_names_resolve_without_loading_tensorflow_first():
                          check=True)
     import lbsgd
     assert int(out.stdout.split()[-1]) == len(lbsgd.__all__) >= 40
-    assert lbsgd.Trainer is trainer.Trainer and lbsgd.distributed_callbacks is distributed.callbacks
+    assert lbsgd.Trainer is trainer.Trainer and lbsgd.distributed_callbacks is parallel.callbacks

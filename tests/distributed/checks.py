@@ -2,7 +2,7 @@
 
 Each rank computes real values (weights after training from different
 initialisations, averaged gradients, logged metrics); rank 0 gathers them and
-writes one JSON file that tests/test_distributed.py asserts on.
+writes one JSON file that tests/test_parallel.py asserts on.
 
     horovodrun -np 2 python tests/distributed/checks.py OUT.json
 """
@@ -17,7 +17,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lbsgd import distributed, runtime  # noqa: E402
+from lbsgd import parallel
+from lbsgd.parallel import runtime  # noqa: E402
 
 
 def small_model(seed):
@@ -49,11 +50,11 @@ def check_identical_weights(rt, out):
     rng = np.random.default_rng(7 + rt.rank)  # different data on each rank
     x = rng.random((64, 6, 6, 1), dtype=np.float32)
     y = rng.integers(0, 3, 64)
-    opt = distributed.DistributedOptimizer(keras.optimizers.SGD(0.05, momentum=0.9),
+    opt = parallel.DistributedOptimizer(keras.optimizers.SGD(0.05, momentum=0.9),
                                            weight_decay=1e-4)
     model.compile(opt, "sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=distributed.callbacks())
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=parallel.callbacks())
     after = gather(flat_weights(model))
     out["initial_max_abs_diff"] = float(np.max(np.abs(before[0] - before[1])))
     out["final_max_abs_diff"] = float(np.max(np.abs(after[0] - after[1])))
@@ -63,7 +64,7 @@ def check_identical_weights(rt, out):
 def check_gradient_average(rt, out):
     """lbsgd's averaged gradient equals the gradient of the concatenated batch."""
     model = small_model(seed=3)
-    distributed.broadcast_variables(model.variables)
+    parallel.broadcast_variables(model.variables)
     rng = np.random.default_rng(11)
     x_all = rng.random((16, 6, 6, 1), dtype=np.float32)
     y_all = rng.integers(0, 3, 16)
@@ -75,10 +76,10 @@ def check_gradient_average(rt, out):
             loss = loss_fn(y, model(x, training=False))
         return tape.gradient(loss, model.trainable_variables)
 
-    for exchange in distributed.GRADIENT_EXCHANGES:
+    for exchange in parallel.GRADIENT_EXCHANGES:
         @tf.function
         def averaged(x, y):
-            return distributed.average_gradients(grads_on(x, y), exchange)
+            return parallel.average_gradients(grads_on(x, y), exchange)
 
         avg = averaged(tf.constant(x_all[local]), tf.constant(y_all[local]))
         full = grads_on(tf.constant(x_all), tf.constant(y_all))
@@ -88,7 +89,7 @@ def check_gradient_average(rt, out):
 
         @tf.function
         def averaged_fp16(x, y):
-            return distributed.average_gradients(grads_on(x, y), exchange, compression="fp16")
+            return parallel.average_gradients(grads_on(x, y), exchange, compression="fp16")
 
         avg16 = averaged_fp16(tf.constant(x_all[local]), tf.constant(y_all[local]))
         out[f"fp16_dtypes_{exchange}"] = sorted({a.dtype.name for a in avg16})
@@ -127,14 +128,14 @@ def check_metric_average(rt, out):
         xb, yb = shard(9, False)
         x_tr, y_tr = np.concatenate([xa, xb]), np.concatenate([ya, yb])
         x_va, y_va = shard(5, False)          # 5 val samples, all wrong
-    model.compile(distributed.DistributedOptimizer(keras.optimizers.SGD(0.0)),
+    model.compile(parallel.DistributedOptimizer(keras.optimizers.SGD(0.0)),
                   "sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)
     local = model.evaluate(x_va, y_va, verbose=0, return_dict=True)
     local_train = model.evaluate(x_tr, y_tr, verbose=0, return_dict=True)
     hist = model.fit(x_tr, y_tr, batch_size=4, epochs=1, verbose=0,
                      validation_data=(x_va, y_va), validation_batch_size=4,
-                     callbacks=distributed.callbacks())
+                     callbacks=parallel.callbacks())
     locals_ = gather(np.array([local["accuracy"], local_train["accuracy"],
                                local["loss"], local_train["loss"]]))
     out["local_val_accuracy"] = locals_[:, 0].tolist()

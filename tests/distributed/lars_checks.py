@@ -18,7 +18,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lbsgd import config, distributed, runtime, schedules, trainer  # noqa: E402
+from lbsgd import config
+from lbsgd import parallel
+from lbsgd.parallel import runtime
+from lbsgd.recipe import schedules
+from lbsgd.run import trainer  # noqa: E402
 
 GLOBAL_BATCH, STEPS = 16, 4
 
@@ -49,7 +53,7 @@ def train(rt, name):
                   jit_compile=False)
     model.fit(local_slices(x, rt.rank, rt.size), local_slices(y, rt.rank, rt.size),
               batch_size=GLOBAL_BATCH // rt.size, epochs=1, shuffle=False, verbose=0,
-              callbacks=distributed.callbacks())
+              callbacks=parallel.callbacks())
     return [v.numpy().tolist() for v in model.trainable_variables]
 
 

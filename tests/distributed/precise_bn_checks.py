@@ -51,7 +51,8 @@ def rank_batches(rank, sizes=(8, 8, 5)):
 
 
 def main(path):
-    from lbsgd import precise_bn, runtime
+    from lbsgd.model import precise_bn
+    from lbsgd.parallel import runtime
 
     rt = runtime.init()
     model = bn_model()

@@ -1,0 +1,19 @@
+"""Lee et al.'s adaptive batch size: theta, Algorithm 1's growth, LR control, the stable-batch probe (III-D, III-E).
+
+* `growth`: theta (Eq. 4), `BatchGrowth` (Algorithm 1), `LRControl` (decay on
+  cost saturation), `ThetaMonitor`, `AdaptiveBatchSize`, `ScaledSchedule`
+* `probe`: the maximum-stable-batch probe (gradient l2-norms per batch size;
+  the command is `python -m lbsgd.probe`)
+
+Every public name is importable from `lbsgd.adaptive` itself.
+"""
+
+from lbsgd._exports import lazy
+
+_WHERE = {
+    "AdaptiveBatchSize": "growth", "BatchGrowth": "growth", "LRControl": "growth",
+    "ScaledSchedule": "growth", "ThetaMonitor": "growth", "theta": "growth",
+    "choose_start_batch": "probe", "gradient_norms": "probe",
+}
+__all__ = sorted(_WHERE)
+__getattr__, __dir__ = lazy(__name__, _WHERE)
