@@ -136,14 +136,20 @@ def test_a_real_job_passes_its_exit_code_and_shows_the_other_ranks_only_on_failu
     assert "[1,1]<stdout>:rank 1 job " in failed.stderr
 
 
-def test_the_guard_ends_a_session_whose_launcher_is_gone(tmp_path):
+def test_the_guard_ends_a_session_whose_launcher_is_killed(tmp_path):
     sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
-    beat = tmp_path / "hb-"
     (tmp_path / "hb-host").mkdir()
-    write_end = job.start_guard(sleeper.pid, str(beat), dict(os.environ, PYTHONPATH=ROOT))
-    assert sleeper.poll() is None
-    os.close(write_end)                       # as the launcher's exit would, SIGKILL included
-    assert sleeper.wait(timeout=60) == -15    # TERM to the session
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from lbsgd.launcher import job; "
+         f"job.start_guard({sleeper.pid}, {str(tmp_path / 'hb-')!r}, None); "
+         "print('guarded', flush=True); time.sleep(300)"],
+        env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.PIPE, text=True)
+    assert launcher.stdout.readline() == "guarded\n"
+    time.sleep(1)
+    assert sleeper.poll() is None            # the launcher lives: the guard waits
+    launcher.kill()                          # SIGKILL: nothing of the launcher runs after it
+    launcher.wait()
+    assert sleeper.wait(timeout=60) == -15   # TERM to the job's session
     for _ in range(50):
         if not (tmp_path / "hb-host").exists():
             break

@@ -83,14 +83,26 @@ def remove_heartbeats(prefix: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def guard(session: int, heartbeats: str) -> int:
-    """The guard's body (`python -m lbsgd.launch --guard SESSION HEARTBEATS`, stdin the pipe)."""
+def process_alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, ended but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def guard(session: int, heartbeats: str, launcher: int) -> int:
+    """The guard's body (`python -m lbsgd.launch --guard SESSION HEARTBEATS LAUNCHER`, stdin
+    the pipe): at the pipe's EOF, once the launcher is gone, it ends what is left of the job."""
     while True:
         try:
             if not os.read(0, 4096):
                 break
         except InterruptedError:   # pragma: no cover - retried by Python anyway
             continue
+    while process_alive(launcher):   # EOF comes with the launcher's end; act once it is over
+        time.sleep(0.2)
     if not session_alive(session):
         return 0
     say(f"the launcher is gone; ending its job (session {session})")
@@ -106,7 +118,8 @@ def start_guard(session: int, heartbeats: str, env: dict) -> int:
     launcher is the only writer: its exit, however it comes, is the guard's EOF.
     """
     read_end, write_end = os.pipe()
-    subprocess.Popen([sys.executable, "-m", "lbsgd.launch", "--guard", str(session), heartbeats],
+    subprocess.Popen([sys.executable, "-m", "lbsgd.launch", "--guard", str(session), heartbeats,
+                      str(os.getpid())],
                      stdin=read_end, stdout=subprocess.DEVNULL, start_new_session=True,
                      env=env, close_fds=True)
     os.close(read_end)

@@ -30,7 +30,7 @@ import time
 
 from lbsgd.run.rundir import RunDir
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "launch" / "run.sh"
 
 
