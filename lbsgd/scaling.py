@@ -11,8 +11,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from lbsgd.report import scaling as _library  # noqa: E402
-from lbsgd.report.scaling import (DEFAULT_LATENCY, EPOCHS_TO_TOP1, format_many_hosts, format_report, holdout_report, machine_model,
-                                  many_hosts_report)  # noqa: E402
+from lbsgd.report.scaling import (DEFAULT_LATENCY, EPOCHS_TO_TOP1,  # noqa: E402
+                                  format_many_hosts, format_report, holdout_report,
+                                  machine_model, many_hosts_report)
 
 
 def __getattr__(name):          # the library's names, as `lbsgd.scaling.<name>` before
