@@ -31,6 +31,52 @@ TAG = re.compile(rb"\[(?:\d+,)?(\d+)\]<(?:stdout|stderr)>:")
 PARTIAL_TAG = re.compile(rb"\[[\d,]*(?:\](?:<[a-z]*>?)?)?\Z")
 
 
+# TensorFlow >= 2.19 logs its start-up INFO lines through absl before it reads
+# TF_CPP_MIN_LOG_LEVEL (tensorflow#100442): absl's preamble and `I<mmdd> ...] ` lines.
+# horovodrun itself imports TensorFlow, so its own (untagged) output carries them too.
+ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called"
+ABSL_INFO = re.compile(rb"I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] ")
+
+
+def is_start_up_info(line: bytes) -> bool:
+    """Whether `line` is one of TensorFlow's absl start-up INFO lines (or their preamble)."""
+    return line.startswith(ABSL_PREAMBLE) or bool(ABSL_INFO.match(line))
+
+
+def quiet_start_up(env) -> bool:
+    """Whether TF_CPP_MIN_LOG_LEVEL in `env` asks INFO lines to be dropped (>= 1)."""
+    level = env.get("TF_CPP_MIN_LOG_LEVEL", "0")
+    return level.isdigit() and int(level) >= 1
+
+
+class StartUpFilter:
+    """Drops TensorFlow's start-up INFO lines from a byte stream, passing the rest on.
+
+    A line that might still become one is held until its end; any other text
+    passes at once (partial lines and redraws included).
+    """
+
+    def __init__(self):
+        self._held = b""
+
+    def feed(self, data: bytes, final: bool = False) -> bytes:
+        data, out = self._held + data, []
+        self._held = b""
+        while data:
+            end = data.find(b"\n")
+            if end < 0:
+                maybe = data[:1] in (b"W", b"I") and len(data) < 256
+                if maybe and not final:
+                    self._held = data
+                elif not is_start_up_info(data):
+                    out.append(data)
+                break
+            line, data = data[:end + 1], data[end + 1:]
+            if not is_start_up_info(line):
+                out.append(line)
+        return b"".join(out)
+
+
 class RankDemux:
     """Splits tagged console bytes by rank (pure: feed bytes in, get (shown, others) out).
 

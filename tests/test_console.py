@@ -175,3 +175,22 @@ def test_tensorflow_start_up_info_lines_follow_the_log_level(tmp_path, level, sh
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "fake"
     assert out.stderr.splitlines() == shown
+
+
+PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+INFO = b"I0000 00:00:1796186983.389064   11085 port.cc:153] oneDNN custom operations are on.\n"
+
+
+@pytest.mark.parametrize("chunks, shown", [
+    ([PREAMBLE + INFO + b"horovodrun: real message\n"], b"horovodrun: real message\n"),
+    ([PREAMBLE[:10], PREAMBLE[10:] + INFO[:30], INFO[30:] + b"x\n"], b"x\n"),   # split anywhere
+    ([b"Epoch 1/2 \r", b"loss 0.5\n"], b"Epoch 1/2 \rloss 0.5\n"),              # redraws pass
+    ([b"I1 am a rank's line\n", b"WARNING: kept\n"], b"I1 am a rank's line\nWARNING: kept\n"),
+    ([b"Info without an end"], b"Info without an end"),                         # flushed at EOF
+])
+def test_start_up_filter_drops_only_tensorflows_start_up_info_lines(chunks, shown):
+    from lbsgd.rankstreams import StartUpFilter
+
+    f = StartUpFilter()
+    out = b"".join(f.feed(c) for c in chunks) + f.feed(b"", final=True)
+    assert out == shown

@@ -37,7 +37,7 @@ import threading
 import time
 
 from lbsgd.launcher.plan import Plan, resolve
-from lbsgd.rankstreams import RankDemux
+from lbsgd.rankstreams import RankDemux, StartUpFilter, quiet_start_up
 
 GRACE_SECONDS = 20          # after TERM, before KILL
 CONSOLE_TAIL_LINES = 40
@@ -129,8 +129,9 @@ def start_guard(session: int, heartbeats: str, env: dict) -> int:
 class Console:
     """Rank 0's output shown untagged, the other ranks' kept aside (module docstring)."""
 
-    def __init__(self, all_ranks: bool):
+    def __init__(self, all_ranks: bool, quiet: bool = False):
         self.all_ranks = all_ranks
+        self.quiet = quiet          # TF_CPP_MIN_LOG_LEVEL >= 1: TF's start-up INFO lines off
         self.others = None if all_ranks else tempfile.TemporaryFile(prefix="lbsgd-console-")
         self._lock = threading.Lock()
         self._threads = []
@@ -144,16 +145,19 @@ class Console:
         if self.all_ranks:
             return
         for source, target in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr)):
-            thread = threading.Thread(target=self._pump, args=(source, target.fileno()),
+            quiet = StartUpFilter() if self.quiet and target is sys.stderr else None
+            thread = threading.Thread(target=self._pump, args=(source, target.fileno(), quiet),
                                       daemon=True)
             thread.start()
             self._threads.append(thread)
 
-    def _pump(self, source, out_fd: int) -> None:
+    def _pump(self, source, out_fd: int, quiet=None) -> None:
         demux, fd = RankDemux(), source.fileno()
         while True:
             chunk = os.read(fd, 65536)
             shown, others = demux.feed(chunk, final=not chunk)
+            if quiet is not None:
+                shown = quiet.feed(shown, final=not chunk)
             if others:
                 with self._lock:
                     self.others.write(others)
@@ -228,7 +232,8 @@ def run(plan: Plan) -> int:
     """Runs the planned job under horovodrun; returns its exit code (module docstring)."""
     env = job_environment(plan)
     quiet_env = {k: v for k, v in env.items() if k != "LBSGD_JOB_ID"}   # not ended by clean-up
-    console = Console(all_ranks=env.get("LBSGD_ALL_RANKS", "0") == "1")
+    console = Console(all_ranks=env.get("LBSGD_ALL_RANKS", "0") == "1",
+                      quiet=quiet_start_up(env))
     if not console.all_ranks:
         env["LBSGD_CONSOLE_TTY"] = "1" if sys.stdout.isatty() else "0"   # rank 0 may redraw
     for signum in SIGNALS:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import sys
 import tempfile
 import warnings
@@ -132,20 +131,15 @@ def world_size() -> int:
     return current().size
 
 
-# TensorFlow >= 2.19 logs its start-up INFO lines through absl before it reads
-# TF_CPP_MIN_LOG_LEVEL (tensorflow#100442): absl's preamble and `I<mmdd> ...] ` lines.
-_ABSL_PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called"
-_ABSL_INFO = re.compile(rb"I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] ")
-
-
 def import_tensorflow():
     """`import tensorflow`, its start-up INFO lines dropped when TF_CPP_MIN_LOG_LEVEL >= 1.
 
     What else it writes to stderr while importing (warnings, errors) is
     passed on unchanged, after the import.
     """
-    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")
-    if "tensorflow" in sys.modules or not level.isdigit() or int(level) < 1:
+    from lbsgd.rankstreams import is_start_up_info, quiet_start_up
+
+    if "tensorflow" in sys.modules or not quiet_start_up(os.environ):
         import tensorflow as tf
         return tf
     sys.stderr.flush()
@@ -159,7 +153,7 @@ def import_tensorflow():
             os.close(saved)
             log.seek(0)
             kept = [line for line in log.read().splitlines(keepends=True)
-                    if not (line.startswith(_ABSL_PREAMBLE) or _ABSL_INFO.match(line))]
+                    if not is_start_up_info(line)]
             if kept:
                 os.write(2, b"".join(kept))
     return tf
