@@ -110,8 +110,15 @@ def test_a_bad_command_line_is_refused_in_one_line_before_anything_starts():
 
 def test_the_job_environment_keeps_the_users_settings_and_tags_the_job():
     p = launch.Plan(["-np", "2"], ["python", "x.py"], 2, ["h2"], "veth1", "given", "j-1", "/x-")
-    env = job.job_environment(p, {"OMPI_MCA_mpi_yield_when_idle": "0", "PATH": "/bin"})
+    env = job.job_environment(p, {"OMPI_MCA_mpi_yield_when_idle": "0", "PATH": "/bin",
+                                  "OMPI_MCA_btl": "self,tcp", "OMPI_MCA_ess": "singleton",
+                                  "OMPI_MCA_orte_ess_num_procs": "1", "PMIX_RANK": "0",
+                                  "OMPI_COMM_WORLD_SIZE": "1"})
     assert env["OMPI_MCA_mpi_yield_when_idle"] == "0"              # the user's value wins
+    assert env["OMPI_MCA_btl"] == "self,tcp"                       # the user's MCA settings stay
+    # an enclosing MPI singleton's runtime variables are left out (mpirun would join it)
+    assert not {"OMPI_MCA_ess", "OMPI_MCA_orte_ess_num_procs", "PMIX_RANK",
+                "OMPI_COMM_WORLD_SIZE"} & set(env)
     assert env["TF_CPP_MIN_LOG_LEVEL"] == "2" and env["PYTHONUNBUFFERED"] == "1"
     assert env["OMPI_MCA_oob_tcp_if_include"] == "veth1" and env["LBSGD_JOB_ID"] == "j-1"
     local = launch.Plan(["-np", "2"], ["python"], 2, [], None, "", "j-2", "/x-")
@@ -125,6 +132,8 @@ def test_a_real_job_passes_its_exit_code_and_shows_the_other_ranks_only_on_failu
         "rank = int(os.environ['OMPI_COMM_WORLD_RANK'])\n"
         "print(f'rank {rank} job {os.environ[\"LBSGD_JOB_ID\"][:4]}', flush=True)\n"
         "sys.exit(int(sys.argv[1]) if rank == 1 else 0)\n")
+    # The environment is inherited as is: after a test that started MPI in this process (a
+    # singleton), it holds that runtime's variables, which the launcher leaves out.
     ok = subprocess.run([os.path.join(ROOT, "launch", "run.sh"), "-np", "2", "python",
                          str(script), "0"], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr

@@ -46,6 +46,10 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Exported to every rank unless set: measured CPU defaults (README: Launch settings).
 DEFAULTS = {"OMPI_MCA_mpi_yield_when_idle": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONUNBUFFERED": "1"}
+# Set by an MPI runtime in the process that started the launcher (a script or kernel that
+# initialised MPI as a singleton): they would make mpirun believe it runs inside that job.
+INHERITED_MPI = ("OMPI_MCA_ess", "OMPI_MCA_orte_", "OMPI_MCA_pmix", "OMPI_APP_CTX",
+                 "OMPI_COMM_WORLD", "OMPI_UNIVERSE_SIZE", "PMIX_")
 
 
 def say(message: str) -> None:
@@ -218,8 +222,10 @@ def _raise_signalled(signum, frame):
 
 
 def job_environment(plan: Plan, env=None) -> dict:
-    """The ranks' environment: the defaults unless set, the interface, the job id."""
-    env = dict(os.environ if env is None else env)
+    """The ranks' environment: the defaults unless set, the interface, the job id (an
+    enclosing MPI runtime's variables left out)."""
+    env = {k: v for k, v in (os.environ if env is None else env).items()
+           if not k.startswith(INHERITED_MPI)}
     for key, value in DEFAULTS.items():
         env.setdefault(key, value)
     if plan.remote_hosts and plan.nic:
@@ -241,7 +247,8 @@ def run(plan: Plan) -> int:
     rc, guard_pipe = 1, None
     try:
         proc = subprocess.Popen(["horovodrun", *plan.hvd_args, *plan.prog], env=env,
-                                start_new_session=True, **console.streams())
+                                start_new_session=True, stdin=subprocess.DEVNULL,
+                                **console.streams())   # stdin: as a shell's background job
         try:
             console.attach(proc)
             guard_pipe = start_guard(proc.pid, plan.heartbeats, quiet_env)
