@@ -36,6 +36,8 @@ import importlib.abc
 import importlib.util
 import sys
 
+from lbsgd._exports import lazy
+
 __version__ = "0.1.0"
 
 _WHERE = {
@@ -81,15 +83,16 @@ MOVED = {
 __all__ = sorted(list(_WHERE) + list(_RENAMED))
 
 
+_lookup, _ = lazy(__name__, _WHERE)
+
+
 def __getattr__(name):
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"lbsgd.{_WHERE[name]}"), name)
     if name in _RENAMED:
         module, attr = _RENAMED[name]
         return getattr(importlib.import_module(f"lbsgd.{module}"), attr)
     if f"lbsgd.{name}" in MOVED:
         return importlib.import_module(MOVED[f"lbsgd.{name}"])
-    raise AttributeError(f"module 'lbsgd' has no attribute {name!r}")
+    return _lookup(name)      # a public name, else a submodule, else AttributeError
 
 
 def __dir__():

@@ -136,6 +136,29 @@ class RankDemux:
                 self.rank = None
 
 
+def pump(in_fd: int, out_fd: int, keep_others, quiet: StartUpFilter | None = None) -> None:
+    """Reads tagged bytes from `in_fd` to EOF: rank 0's and untagged text to `out_fd` (through
+    `quiet` if given), the other ranks' lines to `keep_others(bytes)`."""
+    demux = RankDemux()
+    while True:
+        try:
+            chunk = os.read(in_fd, 65536)
+        except InterruptedError:  # pragma: no cover - retried by Python anyway
+            continue
+        shown, others = demux.feed(chunk, final=not chunk)
+        if quiet is not None:
+            shown = quiet.feed(shown, final=not chunk)
+        if others:
+            keep_others(others)
+        while shown:
+            try:
+                shown = shown[os.write(out_fd, shown):]
+            except BrokenPipeError:
+                shown = b""   # the reader went away: keep draining so the job never blocks
+        if not chunk:
+            return
+
+
 def main(argv=None) -> int:
     """Filters stdin to stdout; other ranks' text is appended to the file argv[0] names."""
     argv = sys.argv[1:] if argv is None else argv
@@ -143,24 +166,9 @@ def main(argv=None) -> int:
         print("usage: python -m lbsgd.rankstreams OTHERS_FILE < tagged > untagged\n\n"
               + __doc__.split("\n")[0], file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    demux = RankDemux()
-    out = sys.stdout.fileno()
     with open(argv[0], "ab", buffering=0) as side:
-        while True:
-            try:
-                chunk = os.read(0, 65536)
-            except InterruptedError:  # pragma: no cover - retried by Python anyway
-                continue
-            shown, others = demux.feed(chunk, final=not chunk)
-            if others:
-                side.write(others)
-            while shown:
-                try:
-                    shown = shown[os.write(out, shown):]
-                except BrokenPipeError:
-                    shown = b""   # the reader went away: keep draining so the job never blocks
-            if not chunk:
-                return 0
+        pump(0, sys.stdout.fileno(), side.write)
+    return 0
 
 
 if __name__ == "__main__":

@@ -194,3 +194,13 @@ def test_start_up_filter_drops_only_tensorflows_start_up_info_lines(chunks, show
     f = StartUpFilter()
     out = b"".join(f.feed(c) for c in chunks) + f.feed(b"", final=True)
     assert out == shown
+
+
+def test_rankstreams_command_filters_a_stream(tmp_path):
+    side = tmp_path / "others.txt"
+    tagged = b"[1,0]<stdout>:zero\n[1,1]<stdout>:one\nplain\n"
+    out = subprocess.run([sys.executable, "-m", "lbsgd.rankstreams", str(side)], input=tagged,
+                         capture_output=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"zero\nplain\n"
+    assert side.read_bytes() == b"[1,1]<stdout>:one\n"

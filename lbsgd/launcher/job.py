@@ -37,7 +37,7 @@ import threading
 import time
 
 from lbsgd.launcher.plan import Plan, resolve
-from lbsgd.rankstreams import RankDemux, StartUpFilter, quiet_start_up
+from lbsgd.rankstreams import StartUpFilter, pump, quiet_start_up
 
 GRACE_SECONDS = 20          # after TERM, before KILL
 CONSOLE_TAIL_LINES = 40
@@ -150,28 +150,14 @@ class Console:
             return
         for source, target in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr)):
             quiet = StartUpFilter() if self.quiet and target is sys.stderr else None
-            thread = threading.Thread(target=self._pump, args=(source, target.fileno(), quiet),
-                                      daemon=True)
+            thread = threading.Thread(target=pump, args=(source.fileno(), target.fileno(),
+                                                         self._keep, quiet), daemon=True)
             thread.start()
             self._threads.append(thread)
 
-    def _pump(self, source, out_fd: int, quiet=None) -> None:
-        demux, fd = RankDemux(), source.fileno()
-        while True:
-            chunk = os.read(fd, 65536)
-            shown, others = demux.feed(chunk, final=not chunk)
-            if quiet is not None:
-                shown = quiet.feed(shown, final=not chunk)
-            if others:
-                with self._lock:
-                    self.others.write(others)
-            while shown:
-                try:
-                    shown = shown[os.write(out_fd, shown):]
-                except BrokenPipeError:
-                    shown = b""   # the reader went away: keep draining so the job never blocks
-            if not chunk:
-                return
+    def _keep(self, others: bytes) -> None:
+        with self._lock:
+            self.others.write(others)
 
     def close(self, rc: int) -> None:
         """Waits (10 s at most) for the job's output to end; on failure, the others' tail."""
