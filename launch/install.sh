@@ -121,8 +121,9 @@ fi
   || die "tensorflow $TF_VERSION is not supported: horovod $HOROVOD_VERSION builds here against ${TF_SUPPORTED// /, } (README: TensorFlow versions)"
 
 # 3. The Python stack and horovod, unless the stamp says they are in place. With another
-#    TensorFlow than the pinned one: the same requirements with that TensorFlow (and without
-#    the tensorflow-metadata cap, which is there for TF 2.18's protobuf < 6).
+#    TensorFlow than the pinned one: the same requirements with that TensorFlow (and, for
+#    TF 2.18, tensorflow-metadata < 1.18: later ones are generated for protobuf 6, and
+#    TF 2.18 pins protobuf < 6).
 req="$REQ"
 if ((CURRENT)); then   # the environment's own stack: lbsgd's runtime needs and horovod's build
   req="$VENV/.lbsgd-requirements.txt"
@@ -131,7 +132,7 @@ if ((CURRENT)); then   # the environment's own stack: lbsgd's runtime needs and 
 elif [ "$TF_VERSION" != "$DEFAULT_TF" ] || [ "$TF_DIST" != tensorflow-cpu ]; then
   req="$VENV/.lbsgd-requirements.txt"
   sed "s/^tensorflow-cpu==.*/$TF_DIST==$TF_VERSION/" "$REQ" >"$req"
-  [ "$TF_VERSION" = "$DEFAULT_TF" ] || sed -i "/^tensorflow-metadata/d" "$req"
+  [ "${TF_VERSION%.*}" != 2.18 ] || printf '%s\n' "tensorflow-metadata>=1.16,<1.18" >>"$req"
 fi
 want="$(cat "$REQ" "$ROOT/launch/install.sh" "$ROOT/setup.cfg" "$ROOT/setup.py" "$PATCH" 2>/dev/null | sha256sum | cut -d' ' -f1) tf$TF_VERSION"
 have="$(cat "$STAMP" 2>/dev/null || true)"
