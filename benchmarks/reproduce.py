@@ -16,10 +16,14 @@ top-1 on the 10,000 test images at the end of each run:
   c. Table XI at the paper's proportions: the collapsed ensemble (6
      collapses, the last 5 snapshots averaged, precise BN per snapshot)
      against its best snapshot and a standard schedule of the same budget;
-  d. Lee et al.'s four methods, B_m = 2048 by their rule.
+  d. Lee et al.'s four methods, B_m = 2048 by their rule;
+  e. the layer-wise adaptive optimizers on the ladder, at the batches where
+     the recipe falls short: LARS (You et al. 2017) with the recipe's LR,
+     warmup, poly and collapse, and LAMB (You et al. 2020) at Adam's LR
+     square-root scaled, both at their papers' settings (no tuning).
 
     .venv/bin/python -m benchmarks.reproduce --suite quick            # seed 0 of 4 rows (~20 min)
-    .venv/bin/python -m benchmarks.reproduce --suite full --part a    # then b, c, d
+    .venv/bin/python -m benchmarks.reproduce --suite full --part a    # then b, c, d, e
 
 Every row is a real 2-rank training run through lbsgd's trainer; the runs of
 one invocation run one after another inside one `launch/run.sh -np 2` job.
@@ -28,7 +32,8 @@ is reused (`--fresh` reruns), so a part that stopped continues where it
 stopped, the parts can run in several sittings, and `full` reuses `quick`'s
 runs. `--plan` prints the runs to do without training. Writes
 benchmarks/results/reproduce_fashion_mnist.{json,md,png} from every row
-finished so far.
+finished so far; a row with no finished run under --runs keeps its figures
+from the results file already there (marked as carried over).
 """
 
 from __future__ import annotations
@@ -47,10 +52,12 @@ RESULTS = os.path.join(ROOT, "benchmarks", "results")
 NAME = "reproduce_fashion_mnist"
 SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
-PARTS = ("a", "b", "c", "d")
+PARTS = ("a", "b", "c", "d", "e")
 LADDER = (128, 512, 2048, 4096, 8192)   # study a's batches; 128 is the reference
 REFERENCE_BATCH = 128
 NAIVE_BATCHES = (2048, 8192)
+ADAPTIVE_OPTIMIZER_BATCHES = (4096, 8192)   # study e: where the recipe falls short (study a)
+LADDER_STUDIES = ("a", "e")             # the studies whose rows are points of the ladder
 NO_COLLAPSE_BATCH = 2048
 ENSEMBLE_BATCH = 512                    # study c
 PRECISE_BN_BATCHES = 16                 # training batches precise BN re-estimates from
@@ -69,13 +76,13 @@ class Row:
 
     Attributes:
       key: unique id (also the run directory name).
-      study: "a", "b", "c" or "d" (also the suite's part that runs it).
+      study: "a" to "e" (also the suite's part that runs it).
       label: the row's name in the tables.
       make: callable(seed) -> TrainConfig; None for an evaluation row.
       suites: suites that run it.
       paper: the paper's figure for the same row ("" if the paper has none).
       method: the ladder's method ("recipe", "recipe + precise BN", "naive",
-        "recipe without collapse"; "" outside the ladder).
+        "recipe without collapse", "LARS", "LAMB"; "" outside the ladder).
       batch: the global batch (the starting one for an adaptive row).
       precise_of: key of the row whose final weights this row evaluates
         with precise BN (re-estimated BN statistics, same training).
@@ -142,6 +149,12 @@ def rows(hold_batch: int | None = None) -> list[Row]:
         out.append(Row(f"d_{method}", "d", label,
                        lambda s, m=method: _named(paper.lee_method("fashion_mnist", m, seed=s),
                                                   f"d_{m}"), quick, ref))
+    for b in ADAPTIVE_OPTIMIZER_BATCHES:
+        for opt, label in (("lars", "LARS"), ("lamb", "LAMB")):
+            out.append(Row(f"e_{opt}_b{b}", "e", f"{b}: {label} + warmup + poly + final collapse",
+                           lambda s, b=b, o=opt: fm(f"e_{o}_b{b}", b, collapse_epochs=1,
+                                                    optimizer=o, seed=s),
+                           ("full",), "", label, b))
     return out
 
 
@@ -393,6 +406,23 @@ def collect(selected, runs: str, seeds=SEEDS) -> dict:
     return table
 
 
+def carry_over(table: dict, report, path: str) -> dict:
+    """`table` with each reported row it lacks taken from the results file at `path`
+    (marked "carried"), in report order: the figures of runs whose directories are elsewhere."""
+    try:
+        with open(path) as f:
+            old = json.load(f)["rows"]
+    except (OSError, ValueError, KeyError):
+        return table
+    out = {}
+    for row in report:
+        if row.key in table:
+            out[row.key] = table[row.key]
+        elif row.key in old:
+            out[row.key] = {**old[row.key], "carried": True}
+    return out
+
+
 def compare(a: dict | None, b: dict | None) -> tuple[float, str]:
     """(mean difference a - b, verdict): a difference counts only when the seeds'
     ranges do not overlap (3 vs 3 seeds: a one-sided rank test at p = 0.05)."""
@@ -447,6 +477,12 @@ def claims(table: dict) -> tuple:
              "d_adaptive_fixed_lr", "top1", "d_best_small", "top1", "lower"),
             ("d", "the proposed method beats the fixed large batch",
              "d_adaptive", "top1", "d_linear_scaling", "top1", "higher")]
+    for b in ADAPTIVE_OPTIMIZER_BATCHES:
+        for opt, label in (("lars", "LARS"), ("lamb", "LAMB")):
+            out += [("e", f"{label} holds the reference's accuracy at {b}",
+                     f"e_{opt}_b{b}", "top1", ref, "top1", "within1"),
+                    ("e", f"{label} beats the recipe at {b}",
+                     f"e_{opt}_b{b}", "top1", f"a_recipe_b{b}", "top1", "higher")]
     return tuple(out)
 
 
@@ -476,10 +512,10 @@ def largest_within(table: dict) -> dict:
     out = {}
     if not ref:
         return out
-    for method in ("recipe", "recipe + precise BN", "naive", "recipe without collapse"):
+    for method in LADDER_METHODS:
         held, seen = None, []
         for key, r in table.items():
-            if r["study"] == "a" and r["method"] == method and r.get("top1"):
+            if r["study"] in LADDER_STUDIES and r["method"] == method and r.get("top1"):
                 seen.append((r["batch"], r["top1"]["mean"]))
         for b, m in sorted(seen):
             if 100 * (ref["mean"] - m) > HOLD_POINTS:
@@ -488,6 +524,14 @@ def largest_within(table: dict) -> dict:
         if seen:
             out[method] = {"largest_within": held, "batches": [b for b, _ in sorted(seen)]}
     return out
+
+
+LADDER_METHODS = ("recipe", "recipe + precise BN", "naive", "recipe without collapse", "LARS",
+                  "LAMB")
+
+
+def _mark(r: dict) -> str:
+    return " †" if r.get("carried") else ""
 
 
 def _pct(st: dict | None, key: str = "mean") -> str:
@@ -516,7 +560,23 @@ STUDY_TITLES = {
     "b": "b. Weight decay and collapse (Table VIII), poly vs 3-step (Table I)",
     "c": "c. Collapsed ensemble at the paper's proportions (Table XI, Figure 4)",
     "d": "d. Lee et al.'s four methods (Section VI-C: CIFAR-10 ResNet-20, Fig. 10)",
+    "e": "e. LARS and LAMB where the recipe falls short (You et al. 2017, 2020)",
 }
+OPTIMIZER_SETTING = (
+    "Rows LARS and LAMB (study e, in the ladder table of a) change only the optimizer of the "
+    "recipe row at the same batch: the same epochs, warmup, poly decay, final collapse, "
+    "augmentation and L2 5e-5 (doubled in the collapse). **LARS** "
+    "(`lbsgd.optim.lars.LARS`): You et al. 2017's trust coefficient η = 0.001, momentum 0.9 "
+    "with momentum correction, the recipe's linearly scaled LR (0.1 per 128: 3.2 at 4096, "
+    "6.4 at 8192), weight decay inside the trust ratio, biases and BN γ/β excluded from the "
+    "trust ratio and the decay. **LAMB** (`keras.optimizers.Lamb`): Adam's default LR 1e-3 at "
+    "batch 128, square-root scaled with the batch (the LAMB paper's rule: 0.0057 at 4096, 0.008 "
+    "at 8192), its trust ratio on every variable, lbsgd's L2 on the gradient of the rank-2+ "
+    "variables. One setting each, taken from the papers; none was tried and discarded.")
+CARRIED_NOTE = (
+    "Rows marked † have no run directory under this invocation's --runs: their figures are "
+    "carried over unchanged from the results file this one replaces (the same configs, "
+    "measured when that file was written).")
 
 
 def setting_lines(epochs: int) -> list[str]:
@@ -566,6 +626,8 @@ def markdown(table: dict, found: list[dict], meta: dict) -> str:
             lines.append(f"| {part} | {p['runs']} | {p['seconds']:.0f} | {p.get('when', '')} |")
         lines.append("")
     lines += setting_lines(epochs)
+    if any(r.get("carried") for r in table.values()):
+        lines += [CARRIED_NOTE, ""]
     lines += ["## Verdicts", "", "| study | claim | difference (points) | verdict |",
               "| --- | --- | --- | --- |"]
     for c in found:
@@ -577,11 +639,16 @@ def markdown(table: dict, found: list[dict], meta: dict) -> str:
         lines += ["Largest batch within 1 point of the reference, per method: " + "; ".join(
             f"{m}: {v['largest_within'] or 'none'} (measured at {', '.join(map(str, v['batches']))})"
             for m, v in held.items()) + ".", ""]
-    for study in ("a", "b", "c", "d"):
-        keys = [k for k, r in table.items() if r["study"] == study]
+    for study in PARTS:
+        keys = [k for k, r in table.items() if r["study"] == study
+                or (study == "a" and r["study"] in LADDER_STUDIES)]
         if not keys:
             continue
         lines += [f"## {STUDY_TITLES[study]}", ""]
+        if study == "e":
+            lines += [OPTIMIZER_SETTING + " Their figures are in the ladder table of a; the "
+                      "verdicts above.", ""]
+            continue
         if study == "a":
             lines += ["| batch (% of data) | updates (paper) | method | test top-1 % | "
                       "train top-1 % (last epoch) | s to 90% test (epoch) | run s |",
@@ -595,7 +662,7 @@ def markdown(table: dict, found: list[dict], meta: dict) -> str:
                            f"{to90['n']}/{len(r['per_seed'])} seeds)" if to90 else
                            "not reached" if r.get("optimizer_steps") else "—")
                 lines.append(f"| {b} ({100 * b / TRAIN_EXAMPLES:.2g}%) | "
-                             f"{_updates(b, epochs):,} ({paper}) | {r['method']} | "
+                             f"{_updates(b, epochs):,} ({paper}) | {r['method']}{_mark(r)} | "
                              f"{_cell(r.get('top1'))} | {_pct(r.get('train_top1'))} | {reached} | "
                              f"{_num(r.get('train_seconds'))} |")
         elif study == "c":
@@ -603,7 +670,8 @@ def markdown(table: dict, found: list[dict], meta: dict) -> str:
                       "optimizer steps | train s |", "| --- | --- | --- | --- | --- | --- | --- |"]
             for k in keys:
                 r = table[k]
-                lines.append(f"| {r['label']} | {r['paper']} | {_cell(r.get('ensemble_top1'))} "
+                lines.append(f"| {r['label']}{_mark(r)} | {r['paper']} | "
+                             f"{_cell(r.get('ensemble_top1'))} "
                              f"| {_cell(r.get('best_snapshot_top1'))} | "
                              f"{_cell(r.get('last_snapshot_top1'))} | "
                              f"{_num(r.get('optimizer_steps'))} | {_num(r.get('train_seconds'))} |")
@@ -619,7 +687,7 @@ def markdown(table: dict, found: list[dict], meta: dict) -> str:
                       "optimizer steps | train s |", "| --- | --- | --- | --- | --- | --- | --- |"]
             for k in keys:
                 r = table[k]
-                lines.append(f"| {r['label']} | {r['paper']} | {_cell(r.get('top1'))} | "
+                lines.append(f"| {r['label']}{_mark(r)} | {r['paper']} | {_cell(r.get('top1'))} | "
                              f"{_num(r.get('final_batch'))} | {_num(r.get('K'), '{:.1f}')} | "
                              f"{_num(r.get('optimizer_steps'))} | {_num(r.get('train_seconds'))} |")
         else:
@@ -627,7 +695,7 @@ def markdown(table: dict, found: list[dict], meta: dict) -> str:
                       "| --- | --- | --- | --- | --- | --- |"]
             for k in keys:
                 r = table[k]
-                lines.append(f"| {r['label']} | {r['paper'] or '—'} | {_cell(r.get('top1'))} | "
+                lines.append(f"| {r['label']}{_mark(r)} | {r['paper'] or '—'} | {_cell(r.get('top1'))} | "
                              f"{_num(r.get('optimizer_steps'))} | {_num(r.get('train_seconds'))} "
                              f"| {r['diverged_seeds']} |")
         lines.append("")
@@ -644,8 +712,9 @@ def _short(st: dict | None) -> str:
 def readme_block(table: dict, found: list[dict]) -> str:
     """The ladder (one line per batch, one column per method) and the verdicts, for the README."""
     from lbsgd.paper import FASHION_EPOCHS
-    methods = ("recipe", "recipe + precise BN", "naive", "recipe without collapse")
-    cell = {(r["batch"], r["method"]): r for r in table.values() if r["study"] == "a"}
+    methods = LADDER_METHODS
+    cell = {(r["batch"], r["method"]): r for r in table.values()
+            if r["study"] in LADDER_STUDIES}
     lines = ["| batch (% of data) | updates | " + " | ".join(methods) +
              " | s to 90%, recipe (epoch) |", "| --- " * (len(methods) + 3) + "|"]
     for b in LADDER:
@@ -664,7 +733,8 @@ def readme_block(table: dict, found: list[dict]) -> str:
 
 
 METHOD_STYLE = {"recipe": ("#4a7ab5", "o"), "recipe + precise BN": ("#2e8b57", "s"),
-                "naive": ("#c0392b", "v"), "recipe without collapse": ("#8e44ad", "D")}
+                "naive": ("#c0392b", "v"), "recipe without collapse": ("#8e44ad", "D"),
+                "LARS": ("#d35400", "^"), "LAMB": ("#7f8c8d", "P")}
 
 
 def plot(table: dict, path: str) -> None:
@@ -674,11 +744,12 @@ def plot(table: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     for method, (color, marker) in METHOD_STYLE.items():
         pts = sorted((r["batch"], r["top1"]) for r in table.values()
-                     if r["study"] == "a" and r["method"] == method and r.get("top1"))
+                     if r["study"] in LADDER_STUDIES and r["method"] == method and r.get("top1"))
         if not pts:
             continue
         xs = [b for b, _ in pts]
-        shift = {"recipe + precise BN": 1.06, "naive": 0.94}.get(method, 1.0)
+        shift = {"recipe + precise BN": 1.06, "naive": 0.94, "LARS": 1.12,
+                 "LAMB": 0.88}.get(method, 1.0)
         ax.plot([x * shift for x in xs], [100 * (1 - st["mean"]) for _, st in pts], "-",
                 color=color, marker=marker, label=method, lw=1.5, ms=6)
         for b, st in pts:
@@ -709,11 +780,13 @@ def plot(table: dict, path: str) -> None:
     plt.close(fig)
 
 
-def selected_rows(suite: str, part: str | None, runs: str):
-    """(rows to run, rows to report, seeds) for a suite and part; part b needs part a's results."""
+def selected_rows(suite: str, part: str | None, runs: str, results: str = ""):
+    """(rows to run, rows to report, seeds) for a suite and part; part b needs part a's
+    results (from `runs`, else carried over from the results file `results`)."""
     seeds = SEEDS if suite == "full" else QUICK_SEEDS
     everything = rows()
-    h = hold_batch(collect([r for r in everything if r.study == "a"], runs, SEEDS))
+    ladder = [r for r in everything if r.study == "a"]
+    h = hold_batch(carry_over(collect(ladder, runs, SEEDS), ladder, results))
     if h is not None:
         everything = rows(h)
     if part == "b" and h is None:
@@ -751,9 +824,10 @@ def main(argv=None) -> int:
         return worker(args.worker)
     sys.path.insert(0, ROOT)
     from lbsgd import paper
-    chosen, report, seeds = selected_rows(args.suite, args.part, args.runs)
+    base = os.path.join(args.out, NAME if args.suite == "full" else f"{NAME}_quick")
+    chosen, report, seeds = selected_rows(args.suite, args.part, args.runs, base + ".json")
     if args.readme:
-        table = collect(report, args.runs, seeds)
+        table = carry_over(collect(report, args.runs, seeds), report, base + ".json")
         print(readme_block(table, verdicts(table)))
         return 0
     run_seeds = seeds
@@ -780,12 +854,12 @@ def main(argv=None) -> int:
     wall = time.time() - t0
     from lbsgd.run import checkpoint as ckpt
     os.makedirs(args.out, exist_ok=True)
-    base = os.path.join(args.out, NAME if args.suite == "full" else f"{NAME}_quick")
     try:
         parts = json.load(open(base + ".json"))["meta"].get("parts", {})
     except (OSError, ValueError, KeyError):
         parts = {}
     table = collect(report, args.runs, seeds)
+    table = carry_over(table, report, base + ".json")
     for part in PARTS:
         done = [m for k, r in table.items() if r["study"] == part for m in r["per_seed"]]
         if done:

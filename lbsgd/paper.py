@@ -94,6 +94,20 @@ _LEE_TASKS = {
         epochs=40, small=8, start=16, large=64,
         stop=StopConfig(patience=10, min_delta=0.001),
         targets=(0.95, 0.97, 0.98), decay_epochs=()),
+    # Section VI-C: ResNet-20 on CIFAR-10 for 140 epochs, LR x0.1 after epochs 80 and 120,
+    # B_s = 256 (their probe), B_m = 2048 (their 5% rule), K = 5 (theta peaks at epoch 5
+    # for batch 256), the best-tuned small batch 128; He et al.'s SGD (0.1 per 128,
+    # momentum 0.9, weight decay 1e-4) and augmentation (pad-and-crop, flips). The fixed
+    # large batch warms up for 5 epochs (Fig. 2's 'b=2048').
+    "cifar10": dict(
+        data=DataConfig(name="cifar10", data_dir="data/tensorflow_datasets", image_size=32,
+                        augment="crop", flip=True),
+        model=ModelConfig(name="resnet20"),
+        optimizer=OptimizerConfig(name="sgd", base_lr=0.1, reference_batch=128, momentum=0.9,
+                                  weight_decay=1e-4),
+        epochs=140, small=128, start=256, large=2048, k_epochs=5,
+        stop=StopConfig(), targets=(0.90, 0.91), decay_epochs=(80, 120),
+        warmup_epochs=5),
 }
 
 LEE_CIFAR_EPOCHS = 140
@@ -127,13 +141,16 @@ def lee_max_batch(num_train: int) -> int:
 
 def lee_method(task: str, method: str, k_epochs: int = 0, seed: int = 0,
                epochs: int = 0) -> TrainConfig:
-    """One of Lee et al.'s four methods (LEE_METHODS) on "phantom", "digits" or "fashion_mnist".
+    """One of Lee et al.'s four methods (LEE_METHODS) on "phantom", "digits", "cifar10"
+    (their Section VI-C settings) or "fashion_mnist".
 
     `epochs` (fashion_mnist only; 0: FASHION_EPOCHS) rescales the CIFAR schedule's epochs.
+    `k_epochs` 0: the task's K (cifar10: the paper's 5), else theta's saturation.
     """
     check_argument_choice("task", task, (*_LEE_TASKS, "fashion_mnist"))
     check_argument_choice("method", method, LEE_METHODS)
     t = _fashion_lee_task(epochs) if task == "fashion_mnist" else _LEE_TASKS[task]
+    k_epochs = k_epochs or t.get("k_epochs", 0)
     decays = t["decay_epochs"]
     constant = (ScheduleConfig(warmup_epochs=0, decay="steps", step_epochs=decays) if decays
                 else ScheduleConfig(warmup_epochs=0, decay="constant"))
@@ -170,6 +187,7 @@ def lee_method(task: str, method: str, k_epochs: int = 0, seed: int = 0,
 FASHION_EPOCHS = 16             # the suite's budget E: batch 128 reaches >= 91% test top-1
 FASHION_REFERENCE_BATCH = 128   # the small batch base_lr belongs to (He et al.'s CIFAR)
 FASHION_BASE_LR = 0.1           # He et al.'s CIFAR ResNet LR at batch 128; never tuned here
+FASHION_LAMB_BASE_LR = 1e-3     # Adam's default LR, LAMB's at batch 128; never tuned here
 
 
 def fashion_mnist(name: str, batch_size: int, epochs: int = FASHION_EPOCHS, *, seed: int = 0,
@@ -178,7 +196,7 @@ def fashion_mnist(name: str, batch_size: int, epochs: int = FASHION_EPOCHS, *, s
                   weight_decay: float = 5e-5, collapse_weight_decay: float = 0.0,
                   kind: str = "standard", ensemble: EnsembleConfig | None = None,
                   base_lr: float = FASHION_BASE_LR, train_subset: int = 0,
-                  precise_bn_batches: int = 0) -> TrainConfig:
+                  precise_bn_batches: int = 0, optimizer: str = "sgd") -> TrainConfig:
     """Codreanu et al.'s recipe scaled to Fashion-MNIST (one row of benchmarks/reproduce.py).
 
     The full 60,000-image training set (`train_subset` > 0 trains on a
@@ -190,9 +208,19 @@ def fashion_mnist(name: str, batch_size: int, epochs: int = FASHION_EPOCHS, *, s
     batch (the "naive" row); otherwise the peak LR is base_lr x batch / 128.
     `decay="steps"` steps x0.1 at 1/3, 2/3 and 8/9 of the run (Table I's
     epochs 30, 60, 80 of 90) unless `step_epochs` says otherwise.
+
+    `optimizer="lars"`: You et al. 2017's LARS with their trust coefficient
+    0.001 and the same linearly scaled LR, warmup and poly decay (their
+    prescription; the rank-1 variables excluded). `optimizer="lamb"`: Keras'
+    Lamb at Adam's default LR 1e-3 for batch 128, square-root scaled with the
+    batch (the LAMB paper's rule, You et al. 2020), no momentum correction.
     """
     if step_epochs is None:
         step_epochs = (epochs / 3, 2 * epochs / 3, 8 * epochs / 9)
+    reference = FASHION_REFERENCE_BATCH if lr_scaling else batch_size
+    if optimizer == "lamb":     # sqrt scaling, written as the LR at this batch
+        base_lr = FASHION_LAMB_BASE_LR * (batch_size / FASHION_REFERENCE_BATCH) ** 0.5
+        reference = batch_size
     return TrainConfig(
         name=name, epochs=epochs, batch_size=batch_size, seed=seed,
         target_accuracies=(0.80, 0.85, 0.88, 0.90),
@@ -201,9 +229,9 @@ def fashion_mnist(name: str, batch_size: int, epochs: int = FASHION_EPOCHS, *, s
         model=ModelConfig(name="resnet8", stem_stride=2, bn_moving_average_fraction=0.95,
                           zero_gamma_last_bn=True, precise_bn_batches=precise_bn_batches),
         optimizer=OptimizerConfig(
-            name="sgd", base_lr=base_lr,
-            reference_batch=FASHION_REFERENCE_BATCH if lr_scaling else batch_size,
-            momentum=0.9, weight_decay=weight_decay, momentum_correction=True),
+            name=optimizer, base_lr=base_lr, reference_batch=reference,
+            momentum=0.9, weight_decay=weight_decay, momentum_correction=optimizer != "lamb",
+            trust_coefficient=0.001),
         schedule=ScheduleConfig(kind=kind, warmup_epochs=warmup_epochs, decay=decay,
                                 step_epochs=tuple(step_epochs), collapse_epochs=collapse_epochs,
                                 collapse_weight_decay=collapse_weight_decay,

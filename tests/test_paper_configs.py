@@ -71,3 +71,27 @@ def test_small_recipe_config_has_at_least_three_snapshots():
     cfg = C.load_config(os.path.join(ROOT, "configs", "digits_recipe.py"))
     snaps = [p.epoch + 1 for p in recipe.build_plan(cfg) if p.snapshot]
     assert snaps == [8, 12, 16, 20] and cfg.data.name == "digits"
+
+
+def test_lee_cifar10_configs_carry_section_vi_c():
+    """Lee et al. VI-C: ResNet-20, 140 epochs, B_s = 256, B_m = 2048, K = 5, LR x0.1 after
+    epochs 80 and 120; the fixed-LR variant and the large-batch baseline."""
+    cfg = {m: C.load_config(os.path.join(ROOT, "configs", f"cifar10_{m}.py"))
+           for m in ("best_small", "linear_scaling", "adaptive_fixed_lr", "adaptive")}
+    for c in cfg.values():
+        assert c.epochs == 140 and c.model.name == "resnet20" and c.data.name == "cifar10"
+        assert c.data.data_dir and c.optimizer.base_lr == 0.1 and c.optimizer.reference_batch == 128
+    assert cfg["best_small"].batch_size == 128 and not cfg["best_small"].adaptive.enabled
+    assert cfg["best_small"].schedule.step_epochs == (80, 120)
+    big = cfg["linear_scaling"]
+    assert big.batch_size == 2048 and big.schedule.warmup_epochs == 5
+    assert linear_scaling(0.1, 2048, 128, big.optimizer.max_lr) == pytest.approx(1.6)
+    for m, scaling in (("adaptive", "linear"), ("adaptive_fixed_lr", "none")):
+        a = cfg[m].adaptive
+        assert cfg[m].batch_size == 256 and a.enabled and a.max_batch == 2048
+        assert a.k_epochs == 5 and a.lr_scaling == scaling
+        assert a.lr_control == "fixed" and a.lr_decay_epochs == (80, 120)
+    assert cfg["adaptive"].adaptive.beta == 0.1
+    for c in cfg.values():           # every batch divides over 2 to 128 ranks
+        for ranks in (2, 8, 128):
+            c.validate_for(ranks)

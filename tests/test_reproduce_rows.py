@@ -99,22 +99,74 @@ def test_hold_batch_stops_at_the_first_batch_that_falls_short():
 
 
 def test_plan_lists_the_runs_without_training(tmp_path, capsys):
-    assert R.main(["--suite", "quick", "--plan", "--runs", str(tmp_path)]) == 0
+    runs, out_dir = str(tmp_path / "runs"), str(tmp_path / "results")   # no results file
+    assert R.main(["--suite", "quick", "--plan", "--runs", runs, "--out", out_dir]) == 0
     out = capsys.readouterr().out
     assert "4 trainings and 3 evaluations to do" in out
     assert "a_recipe_b8192 seed 0" in out and "d_adaptive seed 0" in out
-    assert not os.listdir(tmp_path)
+    assert not os.path.exists(runs) and not os.path.exists(out_dir)
     for part, counts in (("a", "24 trainings and 15 evaluations"), ("c", "3 trainings and 0"),
-                         ("d", "12 trainings and 0")):
-        assert R.main(["--suite", "full", "--part", part, "--plan", "--runs", str(tmp_path)]) == 0
+                         ("d", "12 trainings and 0"), ("e", "4 rows x 3 seeds, 12 trainings")):
+        assert R.main(["--suite", "full", "--part", part, "--plan", "--runs", runs,
+                       "--out", out_dir]) == 0
         assert counts in capsys.readouterr().out
     with pytest.raises(SystemExit, match="run --part a first"):
-        R.main(["--suite", "full", "--part", "b", "--plan", "--runs", str(tmp_path)])
+        R.main(["--suite", "full", "--part", "b", "--plan", "--runs", runs, "--out", out_dir])
     assert R.main(["--suite", "full", "--part", "d", "--seeds", "0,2", "--plan",
-                   "--runs", str(tmp_path)]) == 0
+                   "--runs", runs, "--out", out_dir]) == 0
     out = capsys.readouterr().out
     assert "4 rows x 2 seeds, 8 trainings" in out
     assert "d_adaptive seed 2" in out and "seed 1" not in out
+
+
+def test_adaptive_optimizer_rows_change_only_the_optimizer():
+    by_key = {r.key: r for r in R.rows()}
+    assert {k for k, r in by_key.items() if r.study == "e"} == {
+        "e_lars_b4096", "e_lamb_b4096", "e_lars_b8192", "e_lamb_b8192"}
+    for b in R.ADAPTIVE_OPTIMIZER_BATCHES:
+        recipe_cfg = by_key[f"a_recipe_b{b}"].make(1)
+        lars, lamb = by_key[f"e_lars_b{b}"].make(1), by_key[f"e_lamb_b{b}"].make(1)
+        assert lars.schedule == lamb.schedule == recipe_cfg.schedule
+        assert lars.data == lamb.data == recipe_cfg.data and lars.model == recipe_cfg.model
+        # LARS: You et al.'s eta and the recipe's linearly scaled LR (6.4 at 8192)
+        assert (lars.optimizer.name, lars.optimizer.trust_coefficient) == ("lars", 0.001)
+        assert (lars.optimizer.base_lr, lars.optimizer.reference_batch) == (0.1, 128)
+        assert lars.optimizer.momentum_correction and lars.optimizer.weight_decay == 5e-5
+        # LAMB: Adam's 1e-3 at 128, square-root scaled: 0.008 at 8192, no momentum correction
+        assert lamb.optimizer.name == "lamb" and not lamb.optimizer.momentum_correction
+        assert lamb.optimizer.reference_batch == b
+        assert lamb.optimizer.base_lr == pytest.approx({4096: 0.0056569, 8192: 0.008}[b],
+                                                       rel=1e-4)
+
+
+def test_rows_without_runs_are_carried_over_from_the_results_file(tmp_path, capsys):
+    """A row with no run directory keeps its figures from the results file (marked); part b's
+    holding batch then comes from those figures too."""
+    import json
+
+    def st(mean):
+        return {"mean": mean, "std": 0.0, "min": mean, "max": mean, "n": 3, "values": [mean] * 3}
+    old = {f"a_recipe_b{b}": {"study": "a", "label": f"{b}", "paper": "", "method": "recipe",
+                              "batch": b, "seeds": [0, 1, 2], "per_seed": [{}] * 3,
+                              "top1": st(v), "diverged_seeds": 0}
+           for b, v in zip(R.LADDER, (0.915, 0.912, 0.906, 0.85, 0.6))}
+    path = tmp_path / "results" / (R.NAME + ".json")
+    path.parent.mkdir()
+    path.write_text(json.dumps({"meta": {}, "rows": old}))
+    report = R.rows()
+    table = R.carry_over({}, report, str(path))
+    assert list(table) == [r.key for r in report if r.key in old]
+    assert all(r["carried"] for r in table.values())
+    assert table["a_recipe_b2048"]["top1"]["mean"] == 0.906
+    fresh = {"a_recipe_b128": {**old["a_recipe_b128"], "top1": st(0.92)}}
+    assert R.carry_over(fresh, report, str(path))["a_recipe_b128"]["top1"]["mean"] == 0.92
+    md = R.markdown(table, [], {"command": "x", "np": 2, "seeds": [0, 1, 2],
+                                "finished": "now", "epochs": 16})
+    assert R.CARRIED_NOTE in md and "| recipe † |" in md
+    assert R.carry_over({}, report, str(tmp_path / "absent.json")) == {}
+    assert R.main(["--suite", "full", "--part", "b", "--plan", "--runs", str(tmp_path / "runs"),
+                   "--out", str(path.parent)]) == 0
+    assert "2 rows x 3 seeds, 6 trainings" in capsys.readouterr().out     # holds at 2048
 
 
 @pytest.mark.parametrize("seeds", ["7", "0,x", ""])
