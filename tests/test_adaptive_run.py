@@ -74,3 +74,37 @@ def test_probe_prints_norms_and_a_start_batch(tmp_path):
     bad = horovodrun(1, "-m", "lbsgd.probe", "--config", "configs/phantom_adaptive.py",
                      "--batches=8,x", check=False)
     assert bad.returncode == 2 and "batches='8,x'" in bad.stderr
+
+
+def test_the_probe_inside_the_run_chooses_b_s_once(tmp_path):
+    """adaptive.start_batch="probe": the run probes at start-up (every rank, rank 0's initial
+    weights), starts from the probe's choice with mu0 scaled to it, records it, and a resumed
+    run keeps that choice without probing again."""
+    run_dir = str(tmp_path / "probed")
+    probed = (*GROW, "--epochs=4", "--batch_size=8", "--adaptive.start_batch=probe",
+              "--adaptive.probe_batches=8,16,32", "--adaptive.probe_draws=2",
+              f"--run_dir={run_dir}")
+    done = kill_after_checkpoint(probed, run_dir, 2)
+    assert 2 <= done < 4, f"killed after {done} epochs"
+    state = ckpt.read_state(os.path.join(run_dir, ckpt.CHECKPOINT_NAME))
+    start = state.adaptive_batch["start"]
+    means = {int(b): v for b, v in start["mean_norm"].items()}
+    assert sorted(means) == [8, 16, 32] and min(means.values()) > 0
+    expected = 8
+    for b in (16, 32):              # the largest batch before the first that falls short
+        if means[b] < 0.9 * means[8]:
+            break
+        expected = b
+    assert start["start_batch"] == expected and start["draws"] == 2
+    before = rows(run_dir)
+    proc = horovodrun(2, "-m", "lbsgd.train", f"--run_dir={run_dir}", "--resume")
+    assert "start-up probe" not in proc.stdout + proc.stderr
+    h = rows(run_dir)
+    assert [r["epoch"] for r in h] == ["1", "2", "3", "4"]
+    assert [r["batch_size"] for r in h[:len(before)]] == [r["batch_size"] for r in before]
+    assert int(h[0]["batch_size"]) == expected
+    assert float(h[0]["learning_rate"]) == pytest.approx(1e-4 * expected / 16)   # mu0 at B_s
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["probe"]["start_batch"] == expected
+    assert summary["probe"]["mean_norm"] == start["mean_norm"]
+    assert summary["adaptive"]["start_batch"] == expected

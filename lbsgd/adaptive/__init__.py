@@ -13,7 +13,7 @@ from lbsgd._exports import lazy
 _WHERE = {
     "AdaptiveBatchSize": "growth", "BatchGrowth": "growth", "LRControl": "growth",
     "ScaledSchedule": "growth", "ThetaMonitor": "growth", "theta": "growth",
-    "choose_start_batch": "probe", "gradient_norms": "probe",
+    "choose_start_batch": "probe", "gradient_norms": "probe", "start_record": "probe",
 }
 __all__ = sorted(_WHERE)
 __getattr__, __dir__ = lazy(__name__, _WHERE)

@@ -319,18 +319,22 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
       theta_monitor: the ThetaMonitor of the same fit (None: read
         `logs["theta"]`, which then must come from a ThetaMonitor earlier in
         the list; without either, a fit whose K is not fixed is refused).
+      start: how B_s was chosen (the start-up probe's record, or None: given);
+        kept in the state so a resumed run starts from the same B_s.
     """
 
     state_key = "adaptive_batch"
 
     def __init__(self, growth: BatchGrowth, lr_control: LRControl,
-                 initial_learning_rate: float, steps_for_batch, theta_monitor=None):
+                 initial_learning_rate: float, steps_for_batch, theta_monitor=None,
+                 start: dict | None = None):
         super().__init__()
         self.growth, self.lr_control = growth, lr_control
         self.initial_learning_rate = float(initial_learning_rate)
         self.learning_rate = float(initial_learning_rate)
         self.steps_for_batch = steps_for_batch
         self.theta_monitor = theta_monitor
+        self.start = start
         self.pending = False
         self.events: list[dict] = []
 
@@ -340,13 +344,15 @@ class AdaptiveBatchSize(keras.callbacks.Callback):
 
     def get_state(self):
         return {"growth": self.growth.get_state(), "lr_control": self.lr_control.get_state(),
-                "learning_rate": self.learning_rate, "events": self.events}
+                "learning_rate": self.learning_rate, "events": self.events,
+                "start": self.start}
 
     def set_state(self, state):
         self.growth.set_state(state["growth"])
         self.lr_control.set_state(state["lr_control"])
         self.learning_rate = float(state["learning_rate"])
         self.events = list(state["events"])
+        self.start = state.get("start")          # absent in checkpoints before the probe
 
     def on_train_begin(self, logs=None):
         self.pending = False

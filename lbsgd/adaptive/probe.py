@@ -84,6 +84,46 @@ def choose_start_batch(norms: dict[int, list[float]], ratio: float = 0.9) -> int
     return chosen
 
 
+def start_record(model, loss_fn, source, adaptive_cfg, batch_size: int, seed: int,
+                 verbose: bool = True) -> dict:
+    """B_s for a run that starts from the probe (adaptive.start_batch="probe"): every rank
+    measures at rank 0's initial weights (broadcast first) the candidates of `adaptive_cfg`
+    (an AdaptiveConfig); rank 0 prints the table. Returns the record the run keeps:
+    start_batch, ratio, draws, each candidate's mean norm and the probe's seconds."""
+    import time
+
+    from lbsgd import parallel
+    from lbsgd.parallel import runtime
+
+    started = time.perf_counter()
+    parallel.broadcast_variables(model.variables)
+    norms = gradient_norms(model, loss_fn, source, adaptive_cfg.probe_candidates(batch_size),
+                           adaptive_cfg.probe_draws, seed)
+    chosen = choose_start_batch(norms, adaptive_cfg.probe_ratio)
+    record = {"start_batch": chosen, "ratio": adaptive_cfg.probe_ratio,
+              "draws": adaptive_cfg.probe_draws,
+              "mean_norm": {str(b): float(np.mean(v)) for b, v in norms.items()},
+              "seconds": time.perf_counter() - started}
+    rt = runtime.current()
+    if rt.is_chief and verbose:
+        print(f"lbsgd.train: start-up probe (Lee et al. III-D), {adaptive_cfg.probe_draws} draws "
+              f"per batch, {rt.size} rank(s):\n{format_table(norms, chosen)}\n"
+              f"lbsgd.train: starting at B_s = {chosen} ({record['seconds']:.1f} s)", flush=True)
+    return record
+
+
+def resumed_record(adaptive_state: dict) -> dict:
+    """The start-up probe's record from a checkpoint's `adaptive_batch` state (a resumed run
+    never probes again); ConfigError if the checkpoint's run did not probe."""
+    from lbsgd.errors import ConfigError
+
+    if not (adaptive_state or {}).get("start"):
+        raise ConfigError("Field `adaptive.start_batch` is 'probe' but the checkpoint's run "
+                          "did not probe (no B_s recorded). Received: adaptive.start_batch="
+                          "'probe'")
+    return adaptive_state["start"]
+
+
 def format_table(norms: dict[int, list[float]], chosen: int) -> str:
     sizes = sorted(norms)
     ref = float(np.mean(norms[sizes[0]]))

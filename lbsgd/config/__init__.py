@@ -22,7 +22,7 @@ _WHERE = {
     "DECAYS": "checks", "EXCHANGES": "checks", "EXCLUSIONS": "checks",
     "IMAGENET_TRAIN_EXAMPLES": "checks", "LR_CONTROLS": "checks", "LR_SCALINGS": "checks",
     "MODELS": "checks", "OPTIMIZERS": "checks", "RESTORATION_DATASETS": "checks",
-    "SCHEDULE_KINDS": "checks", "check_argument_choice": "checks",
+    "SCHEDULE_KINDS": "checks", "START_BATCHES": "checks", "check_argument_choice": "checks",
     "CIFAR10_TRAIN_EXAMPLES": "data", "DIGITS_EXAMPLES": "data", "DataConfig": "data",
     "FASHION_MNIST_DIR": "data", "FASHION_MNIST_FILES": "data", "FASHION_MNIST_PACKAGE": "data",
     "FASHION_MNIST_TRAIN_EXAMPLES": "data", "IMAGE_EXTENSIONS": "data",

@@ -30,6 +30,8 @@ LR_SCALINGS = ("linear", "root", "none")
 
 
 LR_CONTROLS = ("none", "saturation", "fixed")
+# Where the adaptive run's starting batch B_s comes from (Lee et al. III-D's probe, or the config).
+START_BATCHES = ("batch_size", "probe")
 
 
 OPTIMIZERS = ("sgd", "adam", "lars", "lamb")

@@ -12,7 +12,7 @@ import math
 
 from lbsgd.config.checks import (DECAYS, EXCHANGES, COMPRESSIONS, EXCLUSIONS, LR_CONTROLS,
                                  LR_SCALINGS, MODELS, OPTIMIZERS, SCHEDULE_KINDS,
-                                 check_types, one_of, require)
+                                 START_BATCHES, check_types, one_of, require)
 from lbsgd.recipe import timing as _timing
 
 
@@ -316,6 +316,18 @@ class AdaptiveConfig:
       saturation_threshold: smallest relative drop of the training cost
         (epoch over epoch) that counts as progress for "saturation".
       max_decays: most decays (0: no limit).
+      start_batch: where B_s comes from: "batch_size" (the run's batch_size)
+        or "probe" (Lee et al. III-D: at start-up every rank measures the
+        l2-norm of the averaged gradient at rank 0's initial weights for each
+        of `probe_batches`, and the run starts from the largest whose mean
+        norm stays >= `probe_ratio` x the smallest's; lbsgd.adaptive.probe).
+        The choice is kept in the checkpoint (resume does not probe again),
+        in summary.json ("probe") and in history.csv's batch_size.
+      probe_batches: the probe's candidate global batches (() = batch_size
+        doubled while <= max_batch).
+      probe_draws: random batches per candidate.
+      probe_ratio: the norm ratio a candidate must keep (0.9: within 10%,
+        Algorithm 1's theta tolerance).
     """
 
     enabled: bool = False
@@ -332,10 +344,23 @@ class AdaptiveConfig:
     saturation_patience: int = 5
     saturation_threshold: float = 0.01
     max_decays: int = 0
+    start_batch: str = "batch_size"
+    probe_batches: tuple = ()
+    probe_draws: int = 5
+    probe_ratio: float = 0.9
 
     def __post_init__(self):
         check_types(self, "adaptive.")
         self.lr_decay_epochs = tuple(self.lr_decay_epochs)
+        self.probe_batches = tuple(self.probe_batches)
+        one_of("adaptive.start_batch", self.start_batch, START_BATCHES)
+        require(all(isinstance(b, int) and b >= 1 for b in self.probe_batches) and
+                 list(self.probe_batches) == sorted(set(self.probe_batches)),
+                 "adaptive.probe_batches", self.probe_batches,
+                 "must be increasing batch sizes >= 1")
+        require(self.probe_draws >= 1, "adaptive.probe_draws", self.probe_draws, "must be >= 1")
+        require(0 < self.probe_ratio <= 1, "adaptive.probe_ratio", self.probe_ratio,
+                 "must be in (0, 1]")
         require(self.max_batch >= 0, "adaptive.max_batch", self.max_batch, "must be >= 0")
         require(self.growth_factor > 1, "adaptive.growth_factor", self.growth_factor,
                  "must be > 1")
@@ -352,6 +377,17 @@ class AdaptiveConfig:
         require(self.saturation_patience >= 1, "adaptive.saturation_patience",
                  self.saturation_patience, "must be >= 1")
         require(self.max_decays >= 0, "adaptive.max_decays", self.max_decays, "must be >= 0")
+
+    def probe_candidates(self, batch_size: int) -> tuple:
+        """The global batches the start-up probe measures (`probe_batches`, else batch_size
+        doubled while <= max_batch)."""
+        if self.probe_batches:
+            return self.probe_batches
+        out, b = [], batch_size
+        while b <= max(self.max_batch, batch_size):
+            out.append(b)
+            b *= 2
+        return tuple(out)
 
 
 @dataclasses.dataclass

@@ -71,3 +71,16 @@ def describe(state: RunState, cfg, world_size: int) -> str:
             f"{p0}): global batch {global_batch(state, cfg)} and {samples_seen(state)} samples "
             f"seen kept, local batch {b0} -> {b1}; the data order is a function of (seed, "
             f"epoch), so the epochs ahead see the same global batches")
+
+
+def record(directory, state: RunState, cfg, world_size: int,
+           resume_changes: dict | None) -> None:
+    """resumes.json in `directory` (a RunDir): the allowed config changes and a changed
+    number of ranks; a resize is also said on stderr."""
+    import sys
+
+    resized = changes(state, cfg, world_size)
+    if resume_changes or resized:
+        directory.record_resume(state.epochs_done, {**(resume_changes or {}), **resized})
+    if resized:
+        print(f"lbsgd.train: {describe(state, cfg, world_size)}", file=sys.stderr)

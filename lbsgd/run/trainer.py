@@ -8,6 +8,7 @@ theta-driven batch growth with LR co-scaling and decay on saturation):
     Trainer(cfg, run_dir).run()
       build_data        the dataset's source, the global batch, steps per epoch
       build_model       the network (models.py) and its loss and metrics
+      choose_start_batch  B_s: batch_size, or Lee et al.'s probe (adaptive/probe.py)
       build_optimizer   the LR schedule (schedules.py) or the adaptive LR, the
                         Keras optimizer wrapped by parallel.DistributedOptimizer
       build_callbacks   one callback per technique, in CALLBACK_ORDER, restored
@@ -31,6 +32,7 @@ import tensorflow as tf
 
 from lbsgd import data
 from lbsgd.adaptive import growth as adaptive
+from lbsgd.adaptive import probe as start_probe
 from lbsgd.run import callbacks
 from lbsgd.run import console
 from lbsgd import parallel
@@ -46,7 +48,6 @@ from lbsgd.parallel import runtime
 from lbsgd.recipe import schedules
 from lbsgd import config as config_lib
 from lbsgd.run.rundir import RunDir, atomic_write_json
-from lbsgd.run.state import RunState
 
 # The order callbacks run in, and why: each entry (a class, or classes whose
 # order among themselves is free) must come before every entry below it.
@@ -194,11 +195,13 @@ class Trainer:
         self.plan = recipe.build_plan(cfg)
         self.initial_epoch = 0
         self.evaluation = None
+        self.start = None             # the start-up probe's record (adaptive.start_batch="probe")
 
     def run(self) -> dict:
         """Every step in order; returns the summary (also in summary.json)."""
         self.build_data()
         self.build_model()
+        self.choose_start_batch()
         self.build_optimizer()
         self.build_callbacks()
         if self.initial_epoch < self.cfg.epochs and not self.stopped():
@@ -214,14 +217,11 @@ class Trainer:
 
     # -- build steps ---------------------------------------------------------
     def build_data(self) -> None:
-        cfg, rt = self.cfg, self.rt
+        cfg = self.cfg
         keras.utils.set_random_seed(cfg.seed)
         self.source = data.load_source(cfg.data, cfg.seed)
-        self.batch = cfg.batch_size
-        self.steps = data.steps_per_epoch(self.source.num_train, self.batch)
+        self.batch = cfg.batch_size           # B_s unless choose_start_batch probes it
         self.augment_switch = data.AugmentSwitch(cfg.epochs)
-        self.val_dataset = data.val_dataset(self.source, max(1, self.batch // rt.size),
-                                            rt.rank, rt.size)
 
     def make_dataset(self, global_batch: int | None, first_epoch: int):
         """This rank's training batches from `first_epoch` on (fit_segments' callable)."""
@@ -236,6 +236,22 @@ class Trainer:
         self.model = models.build_model(cfg.model, self.source.input_shape,
                                         self.source.num_classes)
         self.loss = models.task_loss(cfg.task)
+
+    def choose_start_batch(self) -> None:
+        """B_s: the config's batch_size, or with adaptive.start_batch="probe" Lee et al.'s
+        gradient-norm probe (III-D) at rank 0's initial weights; a resumed run keeps the
+        checkpoint's choice and never probes again."""
+        a, rt = self.cfg.adaptive, self.rt
+        if a.enabled and a.start_batch == "probe":
+            self.start = (start_probe.start_record(self.model, self.loss, self.source, a,
+                                                   self.batch, self.cfg.seed,
+                                                   verbose=bool(self.verbose))
+                          if self.state is None else start_probe.resumed_record(
+                              self.state.callback(adaptive.AdaptiveBatchSize.state_key)))
+            self.batch = int(self.start["start_batch"])
+        self.steps = data.steps_per_epoch(self.source.num_train, self.batch)
+        self.val_dataset = data.val_dataset(self.source, max(1, self.batch // rt.size),
+                                            rt.rank, rt.size)
 
     def build_optimizer(self) -> None:
         cfg, opt = self.cfg, self.cfg.optimizer
@@ -309,7 +325,8 @@ class Trainer:
                                         max_decays=a.max_decays)
         return adaptive.AdaptiveBatchSize(
             growth, lr_control, self.learning_rate,
-            lambda b: data.steps_per_epoch(self.source.num_train, b), theta_monitor=self.theta)
+            lambda b: data.steps_per_epoch(self.source.num_train, b), theta_monitor=self.theta,
+            start=self.start)
 
     def precise_bn_batches(self, epoch: int):
         """PreciseBN's batches: this rank's of `epoch` at the current global batch (the
@@ -393,7 +410,10 @@ class Trainer:
                                          if r["epoch"] == stop.best_epoch), None)}
         if self.controller is not None:
             out["adaptive"] = {"events": self.controller.events, "K": self.controller.growth.k,
+                               "start_batch": self.batch,
                                "final_batch": self.controller.batch_size}
+            if self.start is not None:
+                out["probe"] = dict(self.start)
         result = self.evaluation.result if self.evaluation is not None else None
         if result is not None:
             out["ensemble"] = {
@@ -428,16 +448,6 @@ def make_summary(cfg, rows, reached, rt, num_train) -> dict:
     }
 
 
-def _record_resume(directory: RunDir, state: RunState, cfg, world_size: int,
-                   resume_changes: dict | None) -> None:
-    """resumes.json: the allowed config changes and a changed number of ranks (lbsgd.run.resize)."""
-    resized = resize.changes(state, cfg, world_size)
-    if resume_changes or resized:
-        directory.record_resume(state.epochs_done, {**(resume_changes or {}), **resized})
-    if resized:
-        print(f"lbsgd.train: {resize.describe(state, cfg, world_size)}", file=sys.stderr)
-
-
 def run(cfg: config_lib.TrainConfig, run_dir: str, resume: bool = False,
         overwrite: bool = False, verbose: int | str = "auto", extra_callbacks=(),
         resume_changes: dict | None = None, config_file: str | None = None,
@@ -468,7 +478,7 @@ def run(cfg: config_lib.TrainConfig, run_dir: str, resume: bool = False,
                 print(f"lbsgd.train: {run_dir}: {note}", file=sys.stderr)
             state = directory.decide(resume, overwrite, cfg.to_json(), resume_changes)
             if state is not None:
-                _record_resume(directory, state, cfg, rt.size, resume_changes)
+                resize.record(directory, state, cfg, rt.size, resume_changes)
             decision = {"state": state}
         except config_lib.ConfigError as err:
             decision = {"error": str(err)}
