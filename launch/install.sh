@@ -50,11 +50,13 @@ HVD_STAMP="$VENV/.lbsgd-horovod-tf"      # the TensorFlow version horovod was bu
   || { printf '[lbsgd install] ERROR: LBSGD_TF must be a TensorFlow release such as 2.21.0. Received: LBSGD_TF=%s\n' "$TF_VERSION" >&2; exit 2; }
 
 log() { printf '[lbsgd install] %s\n' "$*" >&2; }
-# pip, quiet, without the machine's notes about absent local package mirrors.
+# pip, quiet, without the machine's notes about absent local package mirrors and without
+# setuptools' notice that a checkout's folders shadow the editable install (it is meant to).
 pipq() {
-  local rc=0
-  "$VPY" -m pip "$@" -q --disable-pip-version-check \
-    2> >(grep -vE "is ignored: it is neither a file nor a directory" >&2) || rc=$?
+  local rc=0 noise="is ignored: it is neither a file nor a directory|BuildBackendWarning"
+  noise+="|Please be careful with folders in your working directory|as they may take precedence"
+  noise+="|warnings.warn\(msg, InformationOnly\)|^[[:space:]]*$"
+  "$VPY" -m pip "$@" -q --disable-pip-version-check 2> >(grep -vE "$noise" >&2) || rc=$?
   return "$rc"
 }
 die() { printf '[lbsgd install] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -1,4 +1,5 @@
-"""Data-parallel layer under a real `horovodrun -np 2`: weights, gradients, metrics."""
+"""Data-parallel layer under a real `horovodrun -np 2`, with MPI and with Gloo as the
+controller: weights, gradients, metrics."""
 
 import json
 
@@ -6,16 +7,20 @@ import pytest
 
 from conftest import horovodrun
 
+pytestmark = pytest.mark.smoke       # part of the other TensorFlow's CI subset (.ci/run)
 
-@pytest.fixture(scope="module")
-def checks(tmp_path_factory):
+
+@pytest.fixture(scope="module", params=["mpi", "gloo"])
+def checks(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("dist") / "checks.json"
-    horovodrun(2, "tests/distributed/checks.py", str(out))
-    return json.loads(out.read_text())
+    horovodrun(2, "tests/distributed/checks.py", str(out),
+               extra=["--gloo"] if request.param == "gloo" else [])
+    return {**json.loads(out.read_text()), "asked_controller": request.param}
 
 
 def test_two_ranks_ran(checks):
     assert checks["size"] == 2
+    assert checks["controller"] == checks["asked_controller"]
 
 
 def test_different_initialisations_end_identical(checks):

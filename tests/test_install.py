@@ -45,3 +45,50 @@ def test_an_unsupported_tensorflow_is_refused(tmp_path, version, message):
     assert message in one_error(proc)
     assert not (tmp_path / "venv" / "lib").exists() or not list(
         (tmp_path / "venv" / "lib").glob("*/site-packages/tensorflow*"))
+
+
+def test_into_the_users_own_environment(tmp_path):
+    """A user's venv with its TensorFlow installed first, then lbsgd, then the command: Horovod
+    is built (or taken from the cache) for that TensorFlow, a 2-rank job runs, and the user's
+    TensorFlow, Keras and numpy are unchanged."""
+    import json
+    import sys
+
+    import tensorflow as tf
+
+    venv = tmp_path / "userenv"
+    base_python = os.path.join(sys.base_prefix, "bin", "python3")
+    subprocess.run([base_python, "-m", "venv", str(venv)], check=True, timeout=120)
+    vpy = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LBSGD_TF", "LBSGD_VENV", "PYTHONPATH")}
+    env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv}/bin:{env['PATH']}", TF_CPP_MIN_LOG_LEVEL="2")
+
+    def pip(*args, timeout=900):
+        proc = subprocess.run([vpy, "-m", "pip", *args, "-q", "--disable-pip-version-check"],
+                              env=env, capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    def versions():
+        listed = json.loads(pip("list", "--format=json"))
+        return {p["name"].lower(): p["version"] for p in listed
+                if p["name"].lower() in ("tensorflow-cpu", "keras", "numpy")}
+
+    pip("install", f"tensorflow-cpu=={tf.__version__}")        # the user's own stack first
+    before = versions()
+    assert before["tensorflow-cpu"] == tf.__version__
+    pip("install", "-e", ROOT)
+    proc = install("--into-current-env", env=env, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"building for the environment's tensorflow {tf.__version__}" in proc.stderr
+    run_dir = tmp_path / "run"
+    job = subprocess.run(
+        [os.path.join(ROOT, "launch", "run.sh"), "-np", "2", "python", "-m", "lbsgd.train",
+         "--config", os.path.join(ROOT, "configs", "digits_resnet.py"), "--epochs=1",
+         f"--run_dir={run_dir}", "--tensorboard=false"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["num_ranks"] == 2 and summary["epochs"] == 1
+    assert versions() == before

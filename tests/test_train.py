@@ -31,6 +31,7 @@ def uninterrupted(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.smoke
 def test_run_directory_files(uninterrupted):
     config = json.load(open(os.path.join(uninterrupted, "config.json")))
     assert config["epochs"] == 4 and config["schedule"]["warmup_epochs"] == 1.0
@@ -61,6 +62,7 @@ def test_refuses_to_overwrite_a_run(uninterrupted):
     assert "--resume" in proc.stdout + proc.stderr
 
 
+@pytest.mark.smoke
 def test_sigkill_then_resume_matches_uninterrupted(uninterrupted, tmp_path):
     run_dir = str(tmp_path / "killed")
     done = kill_after_checkpoint((*TRAIN, *SHORT, f"--run_dir={run_dir}",

@@ -150,7 +150,9 @@ def check_metric_average(rt, out):
 
 def main(path):
     rt = runtime.init()
-    out = {"size": rt.size}
+    hvd = runtime.horovod()
+    out = {"size": rt.size, "controller": "gloo" if hvd.gloo_enabled() else
+           "mpi" if hvd.mpi_enabled() else "unknown"}
     check_identical_weights(rt, out)
     check_gradient_average(rt, out)
     check_metric_average(rt, out)
