@@ -14,6 +14,7 @@ Serves the many-host runs of both papers (Codreanu et al. V; Lee et al. IV).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -76,7 +77,35 @@ def main(argv=None) -> int:
     if rc:
         return rc
     _announce_hosts(p)
-    return job.run(p)
+    if "lbsgd.train" not in p.prog:
+        return job.run(p)
+    return _run_growing(p)
+
+
+def _run_growing(p: "_plan.Plan") -> int:
+    """The job, restarted on more ranks each time lbsgd.train asks (adaptive.max_ranks,
+    Lee et al. IV-A): from its checkpoint, with `--resume`, on the same hosts."""
+    import tempfile
+
+    from lbsgd.adaptive import ranks
+
+    with tempfile.TemporaryDirectory(prefix="lbsgd-relaunch-") as tmp:
+        p = dataclasses.replace(p, relaunch_file=os.path.join(tmp, "request.json"))
+        while True:
+            rc = job.run(p)
+            request = ranks.read_request(p.relaunch_file)
+            if rc == 0 or request is None:
+                return rc
+            os.remove(p.relaunch_file)
+            job.say(f"the batch grew to {request['batch']} after epoch {request['epoch']}: "
+                    f"restarting on {request['np']} ranks (was {request['from_ranks']}) from "
+                    f"the checkpoint")
+            prog = [p.prog[0], "-m", "lbsgd.train", *request["args"]]
+            p = _plan.with_ranks(p, int(request["np"]), prog)
+            os.environ[ranks.RELAUNCHED_ENV] = repr(request["exited_at"])
+            rc = _validate(p)
+            if rc:
+                return rc
 
 
 if __name__ == "__main__":

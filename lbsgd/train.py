@@ -133,6 +133,7 @@ def main(argv=None) -> int:
         return 0
     from lbsgd.parallel import runtime
     runtime.import_tensorflow()   # before anything else loads it: its start-up lines quiet
+    from lbsgd.adaptive import ranks
     from lbsgd.run import faults
     try:
         summary = run(cfg, run_dir, resume=FLAGS.resume, overwrite=FLAGS.overwrite,
@@ -140,6 +141,10 @@ def main(argv=None) -> int:
                       tensorboard=FLAGS.tensorboard)
     except config_lib.ConfigError as err:
         return _error(err)
+    except ranks.Relaunch as relaunch:   # launch/run.sh restarts the run on more ranks
+        if runtime.current().is_chief:
+            print(f"lbsgd.train: {relaunch}", file=sys.stderr, flush=True)
+        return ranks.EXIT_RELAUNCH
     except faults.TrainingDiverged as err:
         if not runtime.current().is_chief:
             return faults.EXIT_DIVERGED

@@ -171,10 +171,10 @@ def epochs_done(run_dir):
     return ckpt.read_state(path).epochs_done if os.path.isfile(path) else 0
 
 
-def kill_after_checkpoint(program, run_dir, min_epochs, timeout=600):
-    """Starts `launch/run.sh -np 2 python program...`, SIGKILLs every process once the
-    run's checkpoint holds >= min_epochs epochs; returns the epochs it holds."""
-    proc = start_job(2, *program, output=subprocess.DEVNULL)
+def kill_after_checkpoint(program, run_dir, min_epochs, timeout=600, np_=2, hosts=None):
+    """Starts `launch/run.sh -np N [-H hosts] python program...`, SIGKILLs every process once
+    the run's checkpoint holds >= min_epochs epochs; returns the epochs it holds."""
+    proc = start_job(np_, *program, hosts=hosts, output=subprocess.DEVNULL)
     try:
         wait_while_running(proc, lambda: epochs_done(run_dir) >= min_epochs,
                            f"a checkpoint of epoch {min_epochs}", timeout, poll=0.05)

@@ -2,6 +2,7 @@
 theta, K detection, batch/LR sequences, LR control, convergence stop, probe, Phantom."""
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -223,3 +224,45 @@ def test_cost_jump_after_a_growth_is_not_saturation():
     assert batches == [8, 8, 8] + [16] * 6
     assert [e["event"] for e in cb.events] == ["grow", "decay"]
     assert cb.events[1]["epoch"] == 9      # best 0.84 at epoch 7, flat at 8 and 9
+
+
+@pytest.mark.parametrize("batch, local, max_ranks, current, ranks", [
+    (32, 16, 2, 1, 2),      # the local batch of the start held: 32 / 16
+    (64, 16, 2, 2, 2),      # capped at max_ranks
+    (512, 32, 16, 8, 16),
+    (96, 16, 5, 2, 4),      # 96 / 16 = 6 > 5: the largest divisor of 96 <= 5
+    (48, 16, 8, 4, 4),      # 3 is below the 4 ranks the job has: never fewer
+    (16, 16, 4, 1, 1),
+])
+def test_ranks_grow_with_the_batch_holding_the_local_batch(batch, local, max_ranks, current,
+                                                          ranks):
+    from lbsgd.adaptive.ranks import ranks_for_batch
+    assert ranks_for_batch(batch, local, max_ranks, current) == ranks
+    assert batch % ranks == 0
+
+
+def test_rank_growth_requests_only_under_the_launcher(tmp_path, capsys):
+    import json
+
+    from lbsgd.adaptive import ranks
+
+    alone = ranks.RankGrowth(max_ranks=2, local_batch=16, world_size=1, env={})
+    assert not alone.due(32, is_chief=True) and not alone.due(64, is_chief=True)
+    out = capsys.readouterr().out
+    assert out.count("only launch/run.sh restarts a job on more ranks; continuing on 1") == 1
+    request = tmp_path / "request.json"
+    launched = ranks.RankGrowth(2, 16, 1, env={ranks.RELAUNCH_FILE_ENV: str(request)})
+    assert not launched.due(16, is_chief=True) and launched.due(32, is_chief=True)
+    with pytest.raises(ranks.Relaunch, match="the batch grew to 32 after epoch 2: restart on 2"):
+        launched.request(32, 2, True, ["--run_dir=/r", "--resume"])
+    asked = json.loads(request.read_text())
+    assert (asked["np"], asked["batch"], asked["epoch"], asked["from_ranks"]) == (2, 32, 2, 1)
+    assert asked["args"] == ["--run_dir=/r", "--resume"]
+    restarted = ranks.RankGrowth(2, 16, 2, env={ranks.RELAUNCHED_ENV: repr(asked["exited_at"])})
+    seconds = restarted.resumed(2, 1, now=asked["exited_at"] + 7.5)
+    assert seconds == 7.5 and restarted.restart_seconds == 7.5
+    assert restarted.get_state()["restarts"] == [{"epoch": 2, "from_ranks": 1, "to_ranks": 2,
+                                                  "seconds": 7.5}]
+    assert ranks.RankGrowth(2, 16, 2, env={}).resumed(2, 1) == 0.0   # a resume by hand
+    assert ranks.resume_args("runs/x", ["--config", "c.py", "--tensorboard=false"]) == [
+        f"--run_dir={os.path.abspath('runs/x')}", "--resume", "--tensorboard=false"]

@@ -108,3 +108,48 @@ def test_the_probe_inside_the_run_chooses_b_s_once(tmp_path):
     assert summary["probe"]["start_batch"] == expected
     assert summary["probe"]["mean_norm"] == start["mean_norm"]
     assert summary["adaptive"]["start_batch"] == expected
+
+
+def test_workers_grow_with_the_batch_from_one_rank_to_two(grown, tmp_path):
+    """adaptive.max_ranks=2 from 1 rank: at the first growth (16 -> 32, local batch 16 held)
+    launch/run.sh restarts the run from its checkpoint on 2 ranks by itself; from then on it
+    is the 2-fixed-rank run: the same batch, steps, LR and samples per epoch, and (EDSR has
+    no BN) the same losses up to rounding. history.csv records the ranks, summary.json the
+    restart and its seconds."""
+    run_dir = str(tmp_path / "growing")
+    proc = horovodrun(1, *GROW, "--adaptive.max_ranks=2", f"--run_dir={run_dir}",
+                      hosts="localhost:2")
+    assert "restarting on 2 ranks (was 1) from the checkpoint" in proc.stderr
+    a, b = rows(grown), rows(run_dir)
+    assert [r["ranks"] for r in b] == ["1", "1", "2", "2", "2", "2"]
+    for ra, rb in zip(a, b):
+        for column in ("batch_size", "steps", "K"):
+            assert rb[column] == ra[column], column
+        for column in ("learning_rate", "loss", "val_psnr"):
+            assert float(rb[column]) == pytest.approx(float(ra[column]), rel=1e-3), column
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    restarts = summary["restarts"]
+    assert restarts["count"] == 1 and restarts["each"][0]["epoch"] == 2
+    assert (restarts["each"][0]["from_ranks"], restarts["each"][0]["to_ranks"]) == (1, 2)
+    assert 0 < restarts["seconds"] < 300 and summary["num_ranks"] == 2
+    assert summary["optimizer_steps"] == 56
+    resumes = json.load(open(os.path.join(run_dir, "resumes.json")))
+    assert resumes[0]["changes"]["world_size"] == {"before": 1, "after": 2}
+
+
+def test_a_run_killed_at_its_growth_restarts_on_more_ranks_when_resumed(grown, tmp_path):
+    """Killed once the growth epoch's checkpoint is written (before or during the restart):
+    `--resume` on the 1 rank it started with restarts at once on 2 and ends as the
+    2-fixed-rank run."""
+    run_dir = str(tmp_path / "killed")
+    done = kill_after_checkpoint((*GROW, "--adaptive.max_ranks=2", f"--run_dir={run_dir}"),
+                                 run_dir, 2, np_=1, hosts="localhost:2")
+    assert 2 <= done < 6, f"killed after {done} epochs"
+    horovodrun(1, "-m", "lbsgd.train", f"--run_dir={run_dir}", "--resume", hosts="localhost:2")
+    a, b = rows(grown), rows(run_dir)
+    assert [r["epoch"] for r in b] == [str(e) for e in range(1, 7)]
+    assert [r["ranks"] for r in b][2:] == ["2", "2", "2", "2"]
+    for ra, rb in zip(a, b):
+        for column in ("batch_size", "steps"):
+            assert rb[column] == ra[column], column
+        assert float(rb["learning_rate"]) == pytest.approx(float(ra["learning_rate"]))

@@ -17,6 +17,18 @@ from lbsgd import config as C
      "model.bn_moving_average_fraction", "1.5"),
     (lambda: C.TrainConfig.from_dict({"data": {"name": "imagenett"}}), "data.name",
      "'imagenett'"),
+    (lambda: C.AdaptiveConfig(start_batch="largest"), "adaptive.start_batch", "'largest'"),
+    (lambda: C.AdaptiveConfig(probe_batches=(64, 32)), "adaptive.probe_batches", "(64, 32)"),
+    (lambda: C.AdaptiveConfig(max_ranks=-1), "adaptive.max_ranks", "-1"),
+    (lambda: C.TrainConfig(batch_size=16, adaptive=C.AdaptiveConfig(
+        enabled=True, max_batch=64, start_batch="probe", probe_batches=(16, 128))),
+     "adaptive.probe_batches", "(16, 128)"),
+    (lambda: C.TrainConfig(adaptive=C.AdaptiveConfig(max_ranks=2)), "adaptive.max_ranks", "2"),
+    (lambda: C.TrainConfig(batch_size=16, adaptive=C.AdaptiveConfig(
+        enabled=True, max_batch=64, max_ranks=2)).validate_for(4), "adaptive.max_ranks", "2"),
+    (lambda: C.TrainConfig(batch_size=16, adaptive=C.AdaptiveConfig(
+        enabled=True, max_batch=64, start_batch="probe", probe_batches=(12, 24))
+    ).validate_for(8), "adaptive.probe_batches", "(12, 24)"),
 ])
 def test_invalid_values_name_field_and_value(make, field, value):
     with pytest.raises(C.ConfigError) as err:

@@ -286,6 +286,38 @@ def test_resume_on_ranks_that_do_not_divide_the_global_batch_is_refused(lost_hos
     assert_no_rank_started(proc)
 
 
+# --------------------------------------------------------------------------
+# (d) Workers that grow with the batch: one host, then two (Lee et al. IV-A).
+# --------------------------------------------------------------------------
+
+GROW = ("-m", "lbsgd.train", "--config", "configs/phantom_adaptive.py", "--epochs=4",
+        "--batch_size=16", "--adaptive.max_batch=64", "--adaptive.k_epochs=2",
+        "--data.num_train=256", "--data.image_size=16", "--model.edsr_blocks=2",
+        "--model.edsr_filters=16", "--stop.patience=0")
+
+
+def test_workers_grow_from_one_host_to_two(cluster, tmp_path):
+    """adaptive.max_ranks=2, started as 1 rank on lbsgd-h1 of -H lbsgd-h1:1,lbsgd-h2:1: at
+    the growth 16 -> 32 the launcher restarts the run on both hosts over TCP, and (EDSR has
+    no BN) it follows the run that had both hosts from the start."""
+    grown, fixed = tmp_path / "grown", tmp_path / "fixed"
+    env = launch_env()
+    env["LBSGD_INTRA_OP_THREADS"] = "1"
+    proc = horovodrun(1, *GROW, "--adaptive.max_ranks=2", f"--run_dir={grown}", hosts=HOSTS,
+                      env=env, timeout=900)
+    assert "restarting on 2 ranks (was 1) from the checkpoint" in proc.stderr, proc.stderr
+    horovodrun(2, *GROW, f"--run_dir={fixed}", hosts=HOSTS, env=env, timeout=900)
+    a, b = _rows(fixed), _rows(grown)
+    assert [r["ranks"] for r in b] == ["1", "1", "2", "2"]
+    assert [r["batch_size"] for r in b] == ["16", "16", "32", "32"]
+    for ra, rb in zip(a, b):
+        assert (ra["batch_size"], ra["steps"]) == (rb["batch_size"], rb["steps"])
+        assert float(rb["learning_rate"]) == pytest.approx(float(ra["learning_rate"]))
+        assert float(rb["loss"]) == pytest.approx(float(ra["loss"]), rel=1e-3)
+    summary = json.loads((grown / "summary.json").read_text())
+    assert summary["restarts"]["count"] == 1 and summary["num_ranks"] == 2
+
+
 def test_world_size_policy_keeps_the_reached_batch_and_names_what_changes():
     from lbsgd.run import resize
     from lbsgd.run.state import RunState

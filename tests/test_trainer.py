@@ -25,6 +25,7 @@ def built(tmp_path_factory):
     t = trainer.Trainer(cfg, str(tmp_path_factory.mktemp("order")))
     t.build_data()
     t.build_model()
+    t.choose_start_batch()
     t.build_optimizer()
     t.build_callbacks()
     return t

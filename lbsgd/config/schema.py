@@ -93,13 +93,13 @@ class TrainConfig:
                          f"examples of data.name={self.data.name!r}")
             if self.adaptive.start_batch == "probe":
                 candidates = self.adaptive.probe_candidates(self.batch_size)
-                require(candidates[0] == self.batch_size and candidates[-1] <=
-                        self.adaptive.max_batch, "adaptive.probe_batches", candidates,
-                        f"must run from batch_size={self.batch_size} to at most "
-                        f"adaptive.max_batch={self.adaptive.max_batch}")
+                require(candidates[-1] <= self.adaptive.max_batch, "adaptive.probe_batches",
+                        candidates, f"must be <= adaptive.max_batch={self.adaptive.max_batch}")
         else:
             require(self.adaptive.start_batch == "batch_size", "adaptive.start_batch",
                      self.adaptive.start_batch, "must be 'batch_size' without adaptive.enabled")
+            require(self.adaptive.max_ranks == 0, "adaptive.max_ranks", self.adaptive.max_ranks,
+                    "must be 0 without adaptive.enabled (the ranks grow with the batch)")
         if self.schedule.kind == "standard" and not self.adaptive.enabled:
             require(self.schedule.warmup_epochs < self.epochs, "schedule.warmup_epochs",
                      self.schedule.warmup_epochs, f"must be < epochs={self.epochs}")
@@ -127,6 +127,9 @@ class TrainConfig:
                 candidates = self.adaptive.probe_candidates(self.batch_size)
                 require(all(b % num_ranks == 0 for b in candidates), "adaptive.probe_batches",
                          candidates, f"must each divide evenly over {num_ranks} ranks")
+            require(self.adaptive.max_ranks == 0 or self.adaptive.max_ranks >= num_ranks,
+                    "adaptive.max_ranks", self.adaptive.max_ranks,
+                    f"must be 0 or >= the job's {num_ranks} ranks")
 
     # -- serialisation -------------------------------------------------------
     def to_dict(self) -> dict:

@@ -328,6 +328,11 @@ class AdaptiveConfig:
       probe_draws: random batches per candidate.
       probe_ratio: the norm ratio a candidate must keep (0.9: within 10%,
         Algorithm 1's theta tolerance).
+      max_ranks: more workers as the batch grows (Lee et al. IV-A): at a
+        growth, launch/run.sh restarts the job from its checkpoint on B /
+        (B_s / P_s) ranks, at most this many, a divisor of B, on the hosts
+        of -H/--hostfile (lbsgd.adaptive.ranks). 0: the ranks stay as
+        launched.
     """
 
     enabled: bool = False
@@ -348,6 +353,7 @@ class AdaptiveConfig:
     probe_batches: tuple = ()
     probe_draws: int = 5
     probe_ratio: float = 0.9
+    max_ranks: int = 0
 
     def __post_init__(self):
         check_types(self, "adaptive.")
@@ -361,6 +367,7 @@ class AdaptiveConfig:
         require(self.probe_draws >= 1, "adaptive.probe_draws", self.probe_draws, "must be >= 1")
         require(0 < self.probe_ratio <= 1, "adaptive.probe_ratio", self.probe_ratio,
                  "must be in (0, 1]")
+        require(self.max_ranks >= 0, "adaptive.max_ranks", self.max_ranks, "must be >= 0")
         require(self.max_batch >= 0, "adaptive.max_batch", self.max_batch, "must be >= 0")
         require(self.growth_factor > 1, "adaptive.growth_factor", self.growth_factor,
                  "must be > 1")

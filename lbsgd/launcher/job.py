@@ -217,6 +217,8 @@ def job_environment(plan: Plan, env=None) -> dict:
     if plan.remote_hosts and plan.nic:
         env.setdefault("OMPI_MCA_oob_tcp_if_include", plan.nic)
     env["LBSGD_JOB_ID"] = plan.job_id
+    if plan.relaunch_file:
+        env["LBSGD_RELAUNCH_FILE"] = plan.relaunch_file
     return env
 
 

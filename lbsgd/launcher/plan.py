@@ -182,6 +182,25 @@ class Plan:
     nic_reason: str
     job_id: str
     heartbeats: str
+    relaunch_file: str = ""     # where lbsgd.train asks for more ranks (lbsgd.adaptive.ranks)
+
+
+def with_ranks(p: Plan, np_: int, prog) -> Plan:
+    """`p` restarted on `np_` ranks with program `prog` (-np replaced, a new job id)."""
+    args, i = [], 0
+    while i < len(p.hvd_args):
+        a = p.hvd_args[i]
+        if a in NP_FLAGS:
+            i += 2
+            continue
+        if "=" in a and a.split("=", 1)[0] in NP_FLAGS:
+            i += 1
+            continue
+        args.append(a)
+        i += 1
+    job_id = new_job_id()
+    return dataclasses.replace(p, hvd_args=["-np", str(np_), *args], prog=list(prog), np=np_,
+                               job_id=job_id, heartbeats=heartbeat_prefix(job_key(job_id)))
 
 
 def plan(argv, env=None, launcher_pid: int | None = None) -> Plan:

@@ -27,7 +27,7 @@ from lbsgd.parallel import runtime
 from lbsgd.model.precise_bn import PreciseBN  # noqa: F401  (re-exported)
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                   "learning_rate", "weight_decay", "augment", "batch_size", "steps",
+                   "learning_rate", "weight_decay", "augment", "batch_size", "steps", "ranks",
                    "collective_calls", "theta", "phase", "cycle",
                    "epoch_seconds", "images_per_second", "elapsed_seconds")
 
@@ -59,12 +59,15 @@ class RunLogger(keras.callbacks.Callback):
         that changes it publishes `logs["batch_size"]`).
       steps_per_epoch: optimizer steps per epoch (or `logs["steps"]`).
       history_path: CSV to write on rank 0 (None: keep rows in memory only).
+      world_size: the job's ranks, recorded per epoch as `ranks` (None: not recorded).
     """
 
     state_key = "run_logger"
 
-    def __init__(self, global_batch: int, steps_per_epoch: int, history_path: str | None = None):
+    def __init__(self, global_batch: int, steps_per_epoch: int, history_path: str | None = None,
+                 world_size: int | None = None):
         super().__init__()
+        self.world_size = world_size
         self.global_batch = int(global_batch)
         self.steps_per_epoch = int(steps_per_epoch)
         self.history_path = history_path
@@ -105,6 +108,8 @@ class RunLogger(keras.callbacks.Callback):
         logs.setdefault("weight_decay", current_weight_decay(self.model.optimizer))
         logs["batch_size"] = batch
         logs["steps"] = steps
+        if self.world_size is not None:
+            logs["ranks"] = self.world_size
         logs.setdefault("phase", "main")
         calls = self._collective_calls()
         if calls is not None and self._calls0 is not None:
@@ -387,3 +392,28 @@ def step_learning_rates(optimizer, first: int, last: int, fallback=None) -> list
     if values.shape != steps.shape:         # a schedule written for one step at a time
         values = np.array([float(keras.ops.convert_to_numpy(lr(int(s)))) for s in steps])
     return values.tolist()
+
+
+def make_summary(cfg, rows, reached, rt, num_train) -> dict:
+    """summary.json: final metrics, time, throughput, ranks and time-to-accuracy."""
+    last = rows[-1] if rows else {}
+    train_seconds = sum(r["batch_size"] * r["steps"] / r["images_per_second"]
+                        for r in rows if r.get("images_per_second"))
+    images = sum(r["batch_size"] * r["steps"] for r in rows)
+    return {
+        "name": cfg.name,
+        "epochs": len(rows),
+        "num_ranks": rt.size,
+        "threads_per_rank": rt.intra_op_threads,
+        "global_batch": cfg.batch_size,
+        "num_train_examples": num_train,
+        "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy",
+                                           "psnr", "val_psnr") if k in last},
+        "best": {cfg.monitor: max((r[cfg.monitor] for r in rows if cfg.monitor in r),
+                                  default=None)},
+        "optimizer_steps": int(sum(r["steps"] for r in rows)),
+        "total_seconds": last.get("elapsed_seconds", 0.0),
+        "train_seconds": train_seconds,
+        "images_per_second": images / train_seconds if train_seconds else None,
+        "time_to_accuracy": reached,
+    }

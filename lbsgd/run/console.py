@@ -27,8 +27,8 @@ import keras
 import numpy as np
 
 # Log keys whose values are counts or flags: printed as integers when they are whole.
-INTEGER_KEYS = frozenset({"batch_size", "steps", "collective_calls", "K", "cycle", "augment",
-                          "epoch", "epochs", "phase_index", "precise_bn_batches"})
+INTEGER_KEYS = frozenset({"batch_size", "steps", "ranks", "collective_calls", "K", "cycle",
+                          "augment", "epoch", "epochs", "phase_index", "precise_bn_batches"})
 # Log keys printed with a fixed format instead of the default.
 KEY_FORMATS = {"images_per_second": "{:.1f}", "epoch_seconds": "{:.1f}",
                "elapsed_seconds": "{:.1f}"}

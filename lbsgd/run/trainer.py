@@ -33,6 +33,7 @@ import tensorflow as tf
 from lbsgd import data
 from lbsgd.adaptive import growth as adaptive
 from lbsgd.adaptive import probe as start_probe
+from lbsgd.adaptive import ranks as rank_growth
 from lbsgd.run import callbacks
 from lbsgd.run import console
 from lbsgd import parallel
@@ -207,7 +208,10 @@ class Trainer:
         if self.initial_epoch < self.cfg.epochs and not self.stopped():
             try:
                 self.trained = True
-                self.fit()
+                epochs_done = self.fit()
+                if self.relaunch_due():   # more ranks: the launcher restarts from the checkpoint
+                    self.ranks.request(self.controller.batch_size, epochs_done, self.rt.is_chief,
+                                       rank_growth.resume_args(self.run_dir.path, sys.argv[1:]))
             except faults.TrainingDiverged as err:
                 self.summarize(status="diverged", diverged=err.to_dict())
                 raise
@@ -278,8 +282,11 @@ class Trainer:
             self.theta = adaptive.ThetaMonitor(probe, self.loss, run_dir.theta_reference)
         if cfg.adaptive.enabled:
             self.controller = self._adaptive_controller()
+        self.ranks = (rank_growth.RankGrowth(cfg.adaptive.max_ranks, self.batch // rt.size,
+                                             rt.size) if self.controller and
+                      cfg.adaptive.max_ranks else None)
         self.snapshots = recipe.Snapshots.from_plan(run_dir.snapshots, self.plan)
-        self.logger = callbacks.RunLogger(self.batch, self.steps, run_dir.history)
+        self.logger = callbacks.RunLogger(self.batch, self.steps, run_dir.history, rt.size)
         self.time_to_accuracy = callbacks.TimeToAccuracy(cfg.target_accuracies,
                                                          monitor=cfg.monitor)
         if cfg.stop.patience:
@@ -290,7 +297,8 @@ class Trainer:
         started_from = (self.state.config_file if self.state else None) or (
             os.path.realpath(self.config_file) if self.config_file else None)
         self.checkpointer = callbacks.Checkpointer(
-            run_dir.checkpoint, stateful=[cb for cb in bookkeeping if getattr(cb, "state_key", None)],
+            run_dir.checkpoint, stateful=[cb for cb in bookkeeping + [self.ranks]
+                                          if getattr(cb, "state_key", None)],
             extra_state=lambda: {"config_file": started_from, "world_size": rt.size})
         guards = [faults.DivergenceGuard(), faults.StallWatchdog(rt.rank, rt.size)]
         broadcast, sync, metrics = parallel.callbacks()
@@ -315,6 +323,9 @@ class Trainer:
             self.initial_epoch = self.checkpointer.restore(self.model, self.state,
                                                            load_variables=rt.is_chief)
             self.logger.write_history()  # drop rows of epochs after the checkpoint
+            if self.ranks is not None:     # a restart on more ranks counts in the run's time
+                self.logger.elapsed_seconds += self.ranks.resumed(self.initial_epoch,
+                                                                  self.state.world_size)
 
     def _adaptive_controller(self) -> adaptive.AdaptiveBatchSize:
         a = self.cfg.adaptive
@@ -349,9 +360,17 @@ class Trainer:
     def fit(self) -> int:
         """fit_segments over the callbacks; rank 0 prints Keras-style epoch lines unless verbose=0."""
         progress = [console.EpochProgress()] if self.verbose else []
+        if self.relaunch_due():        # resumed on fewer ranks than the batch calls for
+            return self.initial_epoch
         return fit_segments(self.model, self.make_dataset, self.cfg.epochs, self.initial_epoch,
                             adaptive=self.controller, validation_data=self.val_dataset,
-                            callbacks=self.callbacks + progress, verbose=0)
+                            callbacks=self.callbacks + progress, verbose=0,
+                            stopped=lambda: self.stopped() or self.relaunch_due())
+
+    def relaunch_due(self) -> bool:
+        """Lee et al. IV-A: the grown batch calls for more ranks than this job has."""
+        return self.ranks is not None and self.ranks.due(self.controller.batch_size,
+                                                         self.rt.is_chief)
 
     def evaluate_ensemble(self) -> None:
         """Codreanu et al. VI: the snapshots and their softmax-averaged ensemble (>= 2 snapshots)."""
@@ -383,7 +402,7 @@ class Trainer:
 
     def summarize(self, status: str, **extra) -> dict:
         """summary.json (rank 0 writes it); returned on every rank."""
-        summary = make_summary(self.cfg, self.logger.rows, self.time_to_accuracy.reached,
+        summary = callbacks.make_summary(self.cfg, self.logger.rows, self.time_to_accuracy.reached,
                                self.rt, self.source.num_train)
         if self.state is not None and not self.trained:   # a resume with nothing left to train
             # reports the run's own ranks
@@ -409,6 +428,10 @@ class Trainer:
                 "seconds_to_best": next((r["elapsed_seconds"] for r in rows
                                          if r["epoch"] == stop.best_epoch), None)}
         if self.controller is not None:
+            if self.ranks is not None:
+                out["restarts"] = {"count": len(self.ranks.restarts),
+                                   "seconds": self.ranks.restart_seconds,
+                                   "each": self.ranks.restarts}
             out["adaptive"] = {"events": self.controller.events, "K": self.controller.growth.k,
                                "start_batch": self.batch,
                                "final_batch": self.controller.batch_size}
@@ -421,31 +444,6 @@ class Trainer:
                 "members": result["ensemble"]["members"],
                 "snapshot_top1": {str(r["epoch"]): r["top1"] for r in result["snapshots"]}}
         return out
-
-
-def make_summary(cfg, rows, reached, rt, num_train) -> dict:
-    """summary.json: final metrics, time, throughput, ranks and time-to-accuracy."""
-    last = rows[-1] if rows else {}
-    train_seconds = sum(r["batch_size"] * r["steps"] / r["images_per_second"]
-                        for r in rows if r.get("images_per_second"))
-    images = sum(r["batch_size"] * r["steps"] for r in rows)
-    return {
-        "name": cfg.name,
-        "epochs": len(rows),
-        "num_ranks": rt.size,
-        "threads_per_rank": rt.intra_op_threads,
-        "global_batch": cfg.batch_size,
-        "num_train_examples": num_train,
-        "final": {k: last.get(k) for k in ("loss", "accuracy", "val_loss", "val_accuracy",
-                                           "psnr", "val_psnr") if k in last},
-        "best": {cfg.monitor: max((r[cfg.monitor] for r in rows if cfg.monitor in r),
-                                  default=None)},
-        "optimizer_steps": int(sum(r["steps"] for r in rows)),
-        "total_seconds": last.get("elapsed_seconds", 0.0),
-        "train_seconds": train_seconds,
-        "images_per_second": images / train_seconds if train_seconds else None,
-        "time_to_accuracy": reached,
-    }
 
 
 def run(cfg: config_lib.TrainConfig, run_dir: str, resume: bool = False,

@@ -1,0 +1,55 @@
+"""Every `lbsgd.train` command the README tells a user to run validates as printed (its config
+file, its flags, its number of ranks), so a renamed field or config cannot break it unseen."""
+
+import os
+import re
+import shlex
+
+import pytest
+
+from conftest import ROOT, run_python
+from lbsgd import config as C
+
+
+def readme_commands(module):
+    """(command line, argv after `python -m module`, -np) of every README bash line running
+    `module` on a config file of this checkout (placeholders such as `--config ...` and
+    resumes of runs that are not there are left out)."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if f"-m {module}" not in line or line.startswith("#"):
+                continue
+            words = shlex.split(line)
+            args = words[words.index(module) + 1:]
+            config = next((a.split("=", 1)[1] if "=" in a else args[i + 1]
+                           for i, a in enumerate(args) if a.split("=")[0] == "--config"), None)
+            if config is None or not os.path.isfile(os.path.join(ROOT, config)):
+                continue
+            np_ = int(words[words.index("-np") + 1]) if "-np" in words else 1
+            found.append((line, args, np_))
+    return found
+
+
+TRAIN = readme_commands("lbsgd.train")
+
+
+def test_the_readme_has_the_commands_this_test_checks():
+    assert len(TRAIN) >= 5
+    assert any("--adaptive.max_ranks=2" in line for line, _, _ in TRAIN)
+
+
+@pytest.mark.parametrize("line, args, np_", TRAIN, ids=[str(i) for i in range(len(TRAIN))])
+def test_readme_train_command_validates(tmp_path, line, args, np_):
+    proc = run_python("-m", "lbsgd.train", *args, f"--run_dir={tmp_path / 'run'}",
+                      "--validate_only", f"--validate_ranks={np_}")
+    assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
+    assert "is valid" in proc.stdout
+
+
+@pytest.mark.parametrize("line, args, np_", readme_commands("lbsgd.probe"))
+def test_readme_probe_command_config_validates(line, args, np_):
+    cfg = C.load_config(os.path.join(ROOT, args[args.index("--config") + 1]))
+    cfg.validate_for(np_)
