@@ -94,7 +94,7 @@ def _run_growing(p: "_plan.Plan") -> int:
         while True:
             rc = job.run(p)
             request = ranks.read_request(p.relaunch_file)
-            if rc == 0 or request is None:
+            if rc != 0 or request is None:    # done, or failed: the job's own exit code
                 return rc
             os.remove(p.relaunch_file)
             job.say(f"the batch grew to {request['batch']} after epoch {request['epoch']}: "

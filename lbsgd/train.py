@@ -141,10 +141,8 @@ def main(argv=None) -> int:
                       tensorboard=FLAGS.tensorboard)
     except config_lib.ConfigError as err:
         return _error(err)
-    except ranks.Relaunch as relaunch:   # launch/run.sh restarts the run on more ranks
-        if runtime.current().is_chief:
-            print(f"lbsgd.train: {relaunch}", file=sys.stderr, flush=True)
-        return ranks.EXIT_RELAUNCH
+    except ranks.Relaunch:   # the request is written: launch/run.sh restarts on more ranks
+        return 0
     except faults.TrainingDiverged as err:
         if not runtime.current().is_chief:
             return faults.EXIT_DIVERGED

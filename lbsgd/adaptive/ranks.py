@@ -5,8 +5,9 @@ the second: "increase the number of processes as the batch size increases",
 so the small-batch epochs do not hold every worker at a small local batch.
 lbsgd does it by restarting, as AdaptDL does, through horovodrun: at a batch
 growth that calls for more ranks the run checkpoints (the epoch's checkpoint,
-as every epoch), writes a relaunch request and exits with
-:data:`EXIT_RELAUNCH`; `launch/run.sh` then starts `lbsgd.train --resume` on
+as every epoch), writes a relaunch request and every rank exits 0 (an exit
+code would make mpirun abort the job loudly); `launch/run.sh`, finding the
+request, then starts `lbsgd.train --resume` on
 the new number of ranks (the same -H/--hostfile hosts), and the world-size
 policy of `--resume` (`lbsgd.run.resize`) carries the global batch, LR, theta
 state and samples seen over exactly. Horovod elastic was not used: its Keras
@@ -26,7 +27,6 @@ import json
 import os
 import time
 
-EXIT_RELAUNCH = 75                       # "try again": the launcher restarts on more ranks
 RELAUNCH_FILE_ENV = "LBSGD_RELAUNCH_FILE"  # where the launcher wants the request
 RELAUNCHED_ENV = "LBSGD_RELAUNCHED"      # set by the launcher in a restarted job: the request's id
 

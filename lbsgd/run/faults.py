@@ -17,9 +17,7 @@ waiting forever in an allreduce.
   `timeout` seconds past the slowest step seen (env `LBSGD_STALL_TIMEOUT`,
   default 120 s), naming the ranks on this host that stopped answering.
 * Exit codes of lbsgd's commands: :data:`EXIT_USAGE` (bad config, data or run
-  directory, before any training), :data:`EXIT_DIVERGED`, :data:`EXIT_STALLED`;
-  and lbsgd.adaptive.ranks.EXIT_RELAUNCH (75: the batch grew, launch/run.sh
-  restarts the run on more ranks), which is not a fault.
+  directory, before any training), :data:`EXIT_DIVERGED`, :data:`EXIT_STALLED`.
 """
 
 from __future__ import annotations
