@@ -37,7 +37,7 @@ def test_timeline_union_of_collective_activities(tmp_path):
 def test_smoke_suite_runs_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--suite", "smoke",
                            "--out", str(tmp_path)], cwd=ROOT, env=launch_env(),
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=1800)   # a hang guard
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.load(open(tmp_path / "smoke.json"))
     setups = [r["setup"] for r in res["throughput"]]

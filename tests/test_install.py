@@ -64,14 +64,15 @@ def test_into_the_users_own_environment(tmp_path):
            if k not in ("LBSGD_TF", "LBSGD_VENV", "PYTHONPATH")}
     env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv}/bin:{env['PATH']}", TF_CPP_MIN_LOG_LEVEL="2")
 
-    def pip(*args, timeout=900):
-        proc = subprocess.run([vpy, "-m", "pip", *args, "-q", "--disable-pip-version-check"],
+    def pip(*args, timeout=900, quiet=True):
+        proc = subprocess.run([vpy, "-m", "pip", *args, *(["-q"] if quiet else []),
+                               "--disable-pip-version-check"],
                               env=env, capture_output=True, text=True, timeout=timeout)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
 
     def versions():
-        listed = json.loads(pip("list", "--format=json"))
+        listed = json.loads(pip("list", "--format=json", quiet=False))
         return {p["name"].lower(): p["version"] for p in listed
                 if p["name"].lower() in ("tensorflow-cpu", "keras", "numpy")}
 
