@@ -870,7 +870,7 @@ def main(argv=None) -> int:
                            time.strftime("%Y-%m-%d", time.gmtime())}
     found = verdicts(table)
     meta = {"command": f".venv/bin/python -m benchmarks.reproduce --suite {args.suite} "
-                       + ("--part a|b|c|d" if args.suite == "full" else ""),
+                       + (f"--part {'|'.join(PARTS)}" if args.suite == "full" else ""),
             "suite": args.suite, "np": args.np_, "seeds": list(seeds),
             "epochs": paper.FASHION_EPOCHS,
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -73,8 +73,8 @@ def test_into_the_users_own_environment(tmp_path):
 
     def versions():
         listed = json.loads(pip("list", "--format=json", quiet=False))
-        return {p["name"].lower(): p["version"] for p in listed
-                if p["name"].lower() in ("tensorflow-cpu", "keras", "numpy")}
+        names = {p["name"].lower().replace("_", "-"): p["version"] for p in listed}
+        return {k: v for k, v in names.items() if k in ("tensorflow-cpu", "keras", "numpy")}
 
     pip("install", f"tensorflow-cpu=={tf.__version__}")        # the user's own stack first
     before = versions()
@@ -87,6 +87,7 @@ def test_into_the_users_own_environment(tmp_path):
     job = subprocess.run(
         [os.path.join(ROOT, "launch", "run.sh"), "-np", "2", "python", "-m", "lbsgd.train",
          "--config", os.path.join(ROOT, "configs", "digits_resnet.py"), "--epochs=1",
+         "--schedule.warmup_epochs=0",
          f"--run_dir={run_dir}", "--tensorboard=false"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
