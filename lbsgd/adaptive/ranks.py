@@ -125,7 +125,8 @@ class RankGrowth:
         time); every rank then raises Relaunch."""
         ranks = self.wanted(batch)
         if is_chief:
-            _atomic_json(self.env[RELAUNCH_FILE_ENV],
+            from lbsgd.run.rundir import atomic_write_json
+            atomic_write_json(self.env[RELAUNCH_FILE_ENV],
                          {"np": ranks, "args": list(args), "epoch": epoch, "batch": batch,
                           "from_ranks": self.world_size, "exited_at": time.time()})
         raise Relaunch(ranks, epoch, batch)
@@ -144,10 +145,3 @@ def resume_args(run_dir: str, argv) -> list:
     """lbsgd.train's arguments that resume `run_dir` (flags outside the config kept)."""
     kept = [a for a in argv if a.split("=", 1)[0] in ("--tensorboard", "--notensorboard")]
     return [f"--run_dir={os.path.abspath(run_dir)}", "--resume", *kept]
-
-
-def _atomic_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
