@@ -363,7 +363,8 @@ def _seed_metrics(row: Row, runs: str, seed: int) -> dict | None:
         if not _evaluated(path, _run_dir(runs, row.precise_of, seed)):
             return None
         r = json.load(open(path))
-        return {"top1": r["top1"], "top1_moving_average_bn": r["top1_moving_average_bn"]}
+        return {"seed": seed, "top1": r["top1"],
+                "top1_moving_average_bn": r["top1_moving_average_bn"]}
     run_dir = _run_dir(runs, row.key, seed)
     if not _finished(run_dir, row.make(seed)):
         return None
@@ -371,7 +372,7 @@ def _seed_metrics(row: Row, runs: str, seed: int) -> dict | None:
         s = json.load(f)
     loss = s["final"].get("loss")
     reached = (s.get("time_to_accuracy") or {}).get(f"{TARGET_TOP1:g}")
-    out = {"top1": s["final"].get("val_accuracy"), "best_top1": s["best"].get("val_accuracy"),
+    out = {"seed": seed, "top1": s["final"].get("val_accuracy"), "best_top1": s["best"].get("val_accuracy"),
            "train_top1": s["final"].get("accuracy"),
            "optimizer_steps": s["optimizer_steps"], "train_seconds": s["total_seconds"],
            "images_per_second": s.get("images_per_second"),
@@ -394,21 +395,29 @@ def collect(selected, runs: str, seeds=SEEDS) -> dict:
     table = {}
     for row in selected:
         per_seed = [m for m in (_seed_metrics(row, runs, s) for s in seeds) if m is not None]
-        if not per_seed:
-            continue
-        keys = {k for m in per_seed for k, v in m.items() if isinstance(v, (int, float))
-                and not isinstance(v, bool)}
-        table[row.key] = {"study": row.study, "label": row.label, "paper": row.paper,
-                          "method": row.method, "batch": row.batch,
-                          "seeds": list(seeds)[:len(per_seed)], "per_seed": per_seed,
-                          **{k: _stats([m.get(k) for m in per_seed]) for k in sorted(keys)},
-                          "diverged_seeds": sum(bool(m.get("diverged")) for m in per_seed)}
+        if per_seed:
+            table[row.key] = _with_stats({"study": row.study, "label": row.label,
+                                          "paper": row.paper, "method": row.method,
+                                          "batch": row.batch}, per_seed)
     return table
 
 
+def _with_stats(head: dict, per_seed: list) -> dict:
+    """A table row: `head`, its per-seed figures (each naming its seed), in seed order, and
+    the stats of every numeric figure over the seeds."""
+    per_seed = sorted(per_seed, key=lambda m: m["seed"])
+    keys = {k for m in per_seed for k, v in m.items() if isinstance(v, (int, float))
+            and not isinstance(v, bool) and k != "seed"}
+    return {**head, "seeds": [m["seed"] for m in per_seed], "per_seed": per_seed,
+            **{k: _stats([m.get(k) for m in per_seed]) for k in sorted(keys)},
+            "diverged_seeds": sum(bool(m.get("diverged")) for m in per_seed)}
+
+
 def carry_over(table: dict, report, path: str) -> dict:
-    """`table` with each reported row it lacks taken from the results file at `path`
-    (marked "carried"), in report order: the figures of runs whose directories are elsewhere."""
+    """`table` with the figures it lacks taken from the results file at `path`, in report
+    order: a row with no run under --runs whole (marked "carried"), and a row with some
+    seeds run the seeds it lacks (their numbers in "carried_seeds"), so seeds of one row
+    can be trained on different machines."""
     try:
         with open(path) as f:
             old = json.load(f)["rows"]
@@ -416,10 +425,22 @@ def carry_over(table: dict, report, path: str) -> dict:
         return table
     out = {}
     for row in report:
-        if row.key in table:
-            out[row.key] = table[row.key]
-        elif row.key in old:
-            out[row.key] = {**old[row.key], "carried": True}
+        if row.key not in old:
+            if row.key in table:
+                out[row.key] = table[row.key]
+            continue
+        was = old[row.key]
+        kept = [{**m, "seed": m.get("seed", s)} for s, m in zip(was["seeds"], was["per_seed"])]
+        if row.key not in table:
+            out[row.key] = {**was, "per_seed": kept, "carried": True}
+            continue
+        new = table[row.key]
+        extra = [m for m in kept if m["seed"] not in new["seeds"]]
+        out[row.key] = new
+        if extra:
+            head = {k: new[k] for k in ("study", "label", "paper", "method", "batch")}
+            out[row.key] = {**_with_stats(head, new["per_seed"] + extra),
+                            "carried_seeds": sorted(m["seed"] for m in extra)}
     return out
 
 
@@ -531,6 +552,9 @@ LADDER_METHODS = ("recipe", "recipe + precise BN", "naive", "recipe without coll
 
 
 def _mark(r: dict) -> str:
+    if r.get("carried_seeds"):
+        return f" (seed{'s' * (len(r['carried_seeds']) > 1)} " \
+               f"{', '.join(map(str, r['carried_seeds']))} †)"
     return " †" if r.get("carried") else ""
 
 
@@ -576,7 +600,8 @@ OPTIMIZER_SETTING = (
 CARRIED_NOTE = (
     "Rows marked † have no run directory under this invocation's --runs: their figures are "
     "carried over unchanged from the results file this one replaces (the same configs, "
-    "measured when that file was written).")
+    "measured when that file was written); a row marked (seeds … †) has those seeds carried "
+    "over that way and its other seeds run under --runs.")
 
 
 def setting_lines(epochs: int) -> list[str]:
@@ -626,7 +651,7 @@ def markdown(table: dict, found: list[dict], meta: dict) -> str:
             lines.append(f"| {part} | {p['runs']} | {p['seconds']:.0f} | {p.get('when', '')} |")
         lines.append("")
     lines += setting_lines(epochs)
-    if any(r.get("carried") for r in table.values()):
+    if any(r.get("carried") or r.get("carried_seeds") for r in table.values()):
         lines += [CARRIED_NOTE, ""]
     lines += ["## Verdicts", "", "| study | claim | difference (points) | verdict |",
               "| --- | --- | --- | --- |"]
@@ -811,6 +836,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default=None,
                         help="train only these of the suite's seeds, comma-separated (e.g. 0: "
                              "one seed of every row first); the results use every seed finished")
+    parser.add_argument("--rows", default=None,
+                        help="train only these of the part's rows, comma-separated row keys "
+                             "(e.g. e_lars_b4096,e_lars_b8192; --plan lists them)")
     parser.add_argument("--fresh", action="store_true", help="rerun rows already finished")
     parser.add_argument("--plan", action="store_true", help="print the runs to do, run nothing")
     parser.add_argument("--evaluations_only", action="store_true",
@@ -830,6 +858,16 @@ def main(argv=None) -> int:
         table = carry_over(collect(report, args.runs, seeds), report, base + ".json")
         print(readme_block(table, verdicts(table)))
         return 0
+    if args.rows is not None:
+        wanted = [k for k in args.rows.split(",") if k]
+        known = {r.key for r in chosen}
+        unknown = [k for k in wanted if k not in known]
+        if not wanted or unknown:
+            parser.error(f"--rows={args.rows!r}: not a row of this selection: "
+                         f"{', '.join(unknown) or '(none given)'}; its rows are "
+                         f"{', '.join(sorted(known))}")
+        sources = {r.precise_of for r in chosen if r.key in wanted and r.precise_of}
+        chosen = [r for r in chosen if r.key in wanted or r.key in sources]
     run_seeds = seeds
     if args.seeds is not None:
         try:

@@ -197,3 +197,41 @@ def test_precise_bn_evaluation_job_on_a_finished_run(short_run, tmp_path):
     assert result["batches"] == min(16, steps)       # capped at one epoch of the shard
     assert 0.0 < result["top1"] <= 1.0 and result["top1"] != result["top1_moving_average_bn"]
     assert "precise BN top-1" in proc.stdout
+
+
+def test_seeds_a_row_lacks_are_carried_over_seed_by_seed(tmp_path):
+    """Seed 2 run here, seeds 0 and 1 in the results file: the row has all three, in seed
+    order, its stats over the three, and the carried seeds named (and marked in the table)."""
+    import json
+    old_row = {"study": "e", "label": "4096: LARS", "paper": "", "method": "LARS", "batch": 4096,
+               "seeds": [0, 1], "per_seed": [{"top1": 0.87}, {"top1": 0.86}],
+               "top1": {"mean": 0.865}, "diverged_seeds": 0}
+    path = tmp_path / (R.NAME + ".json")
+    path.write_text(json.dumps({"meta": {}, "rows": {"e_lars_b4096": old_row}}))
+    report = [r for r in R.rows() if r.key == "e_lars_b4096"]
+    head = {k: old_row[k] for k in ("study", "label", "paper", "method", "batch")}
+    new = {"e_lars_b4096": R._with_stats(head, [{"seed": 2, "top1": 0.85, "diverged": False}])}
+    row = R.carry_over(new, report, str(path))["e_lars_b4096"]
+    assert row["seeds"] == [0, 1, 2] and row["carried_seeds"] == [0, 1]
+    assert [m["top1"] for m in row["per_seed"]] == [0.87, 0.86, 0.85]
+    assert row["top1"]["n"] == 3 and row["top1"]["mean"] == pytest.approx(0.86)
+    assert row["top1"]["std"] == pytest.approx(0.01) and "carried" not in row
+    assert R._mark(row) == " (seeds 0, 1 †)"
+    # a seed run here replaces the same seed in the file
+    again = {"e_lars_b4096": R._with_stats(head, [{"seed": 1, "top1": 0.5, "diverged": False}])}
+    row = R.carry_over(again, report, str(path))["e_lars_b4096"]
+    assert [m["top1"] for m in row["per_seed"]] == [0.87, 0.5] and row["carried_seeds"] == [0]
+
+
+def test_rows_flag_selects_rows_and_refuses_unknown_keys(tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    assert R.main(["--suite", "full", "--part", "e", "--rows", "e_lars_b4096,e_lars_b8192",
+                   "--seeds", "2", "--plan", "--runs", runs, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 rows x 1 seeds, 2 trainings" in out
+    assert "e_lars_b4096 seed 2" in out and "e_lamb" not in out
+    with pytest.raises(SystemExit):
+        R.main(["--suite", "full", "--part", "e", "--rows", "e_lars_b999", "--plan",
+                "--runs", runs, "--out", str(tmp_path)])
+    assert "--rows='e_lars_b999': not a row of this selection: e_lars_b999" in \
+        capsys.readouterr().err
