@@ -33,6 +33,7 @@ flags.DEFINE_integer("steps", 10, "Timed steps (per round in overhead mode).")
 flags.DEFINE_integer("rounds", 3, "Alternating rounds in overhead mode.")
 flags.DEFINE_string("exchange", "grouped", "Gradient exchange; 'none' keeps each rank's own "
                     "gradient (no communication: the compute-only reference of a job).")
+flags.DEFINE_float("bucket_mb", 4.0, "Bucket size of the overlapped exchanges, in MiB.")
 flags.DEFINE_enum("compression", "none", ["none", "fp16"],
                   "Wire format of the exchanged gradients.")
 flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy (float32, mixed_bfloat16).")
@@ -58,7 +59,8 @@ def _build(lbsgd_stack: bool):
         if FLAGS.exchange != "none":
             opt = parallel.DistributedOptimizer(opt, exchange=FLAGS.exchange,
                                                    weight_decay=1e-4, momentum_correction=True,
-                                                   compression=FLAGS.compression)
+                                                   compression=FLAGS.compression,
+                                                   bucket_mb=FLAGS.bucket_mb)
         callbacks = parallel.callbacks() + [cb.RunLogger(FLAGS.local_batch, 1)]
     model.compile(opt, "sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)
@@ -98,6 +100,7 @@ def main(_):
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     record = {"model": FLAGS.model, "ranks": rt.size, "threads_per_rank": rt.intra_op_threads,
               "local_batch": FLAGS.local_batch, "exchange": FLAGS.exchange,
+              "bucket_mb": FLAGS.bucket_mb,
               "compression": FLAGS.compression,
               "dtype_policy": FLAGS.dtype_policy, "mode": FLAGS.mode}
     if FLAGS.mode == "overhead":

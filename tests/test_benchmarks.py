@@ -56,3 +56,51 @@ def test_smoke_suite_runs_end_to_end(tmp_path):
     for ext in ("md", "png"):
         assert os.path.getsize(tmp_path / f"smoke.{ext}") > 500
     assert "weak-scaling efficiency" in proc.stdout
+
+
+def test_overlap_benchmark_exposed_time_per_round():
+    """Exposed = exchange step - no-exchange step of the same round; the allreduce time is
+    the grouped exchange's timeline communication; medians and ranges over the rounds."""
+    from benchmarks import overlap as O
+    rounds = [{"none": {"seconds_per_step": 1.0},
+               "grouped": {"seconds_per_step": 1.5, "comm_seconds_per_step": 0.6},
+               "overlap": {"seconds_per_step": 1.1}},
+              {"none": {"seconds_per_step": 1.2},
+               "grouped": {"seconds_per_step": 1.6, "comm_seconds_per_step": 0.4},
+               "overlap": {"seconds_per_step": 1.5}}]
+    s = O.summarise(rounds)
+    assert s["allreduce_seconds"]["median"] == pytest.approx(0.5)
+    g, o = s["exchanges"]["grouped"], s["exchanges"]["overlap"]
+    assert g["exposed_seconds"]["values"] == pytest.approx([0.5, 0.4])
+    assert o["exposed_seconds"]["min"] == pytest.approx(0.1)
+    assert o["exposed_seconds"]["max"] == pytest.approx(0.3)
+    assert o["exposed_of_allreduce"] == pytest.approx(0.2 / 0.5)
+    assert "exposed_seconds" not in s["exchanges"]["none"]
+    assert O.rotated(["a", "b", "c"], 4) == ["b", "c", "a"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--links", "local,fast"], "--links: fast not allowed"),
+    (["--exchanges", "overlap"], "must include grouped"),
+    (["--rounds", "1"], "--rounds must be >= 2"),
+    (["--models", "vgg"], "--models: vgg not allowed")])
+def test_overlap_benchmark_refuses_bad_flags(flags, message, capsys):
+    from benchmarks import overlap as O
+    with pytest.raises(SystemExit):
+        O.main(flags)
+    assert message in capsys.readouterr().err
+
+
+def test_overlap_benchmark_smoke(tmp_path):
+    """The README's command on this machine, a few steps: every exchange ran each round."""
+    out = tmp_path / "overlap"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.overlap", "--smoke", "--links",
+                           "local", "--models", "resnet20", "--rounds", "2", "--exchanges",
+                           "grouped,overlap", "--out", str(out)], cwd=ROOT, env=launch_env(),
+                          capture_output=True, text=True, timeout=1200)    # a hang guard
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.load(open(f"{out}.json"))
+    (m,) = res["measurements"]
+    assert [sorted(r) for r in m["rounds"]] == [["grouped", "none", "overlap"]] * 2
+    assert m["summary"]["allreduce_seconds"]["median"] > 0
+    assert "| local | resnet20 (16) | overlap |" in open(f"{out}.md").read()

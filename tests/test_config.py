@@ -12,6 +12,7 @@ from lbsgd import config as C
     (lambda: C.DataConfig(name="imagenett"), "data.name", "'imagenett'"),
     (lambda: C.OptimizerConfig(base_lr=-0.1), "optimizer.base_lr", "-0.1"),
     (lambda: C.OptimizerConfig(exchange="ring"), "optimizer.exchange", "'ring'"),
+    (lambda: C.OptimizerConfig(bucket_mb=0.0), "optimizer.bucket_mb", "0.0"),
     (lambda: C.OptimizerConfig(compression="int8"), "optimizer.compression", "'int8'"),
     (lambda: C.ModelConfig(bn_moving_average_fraction=1.5),
      "model.bn_moving_average_fraction", "1.5"),

@@ -29,13 +29,28 @@ def test_different_initialisations_end_identical(checks):
     assert checks["final_max_abs_diff"] == 0.0      # every weight, BN stats included
 
 
-@pytest.mark.parametrize("exchange", ["grouped", "per_tensor", "reducescatter"])
+EXCHANGES = ["grouped", "per_tensor", "reducescatter", "overlap", "overlap_reducescatter"]
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
 def test_averaged_gradient_equals_concatenated_batch(checks, exchange):
     assert checks[f"grad_max_abs_{exchange}"] > 1e-3
     assert checks[f"grad_max_abs_err_{exchange}"] < 1e-6
 
 
-@pytest.mark.parametrize("exchange", ["grouped", "per_tensor", "reducescatter"])
+@pytest.mark.parametrize("exchange, collectives, overlapped", [
+    ("grouped", 1, False), ("reducescatter", 2, False), ("per_tensor", 5, True),
+    ("overlap", 5, True), ("overlap_reducescatter", 10, True)])
+def test_overlapped_exchanges_do_not_wait_for_the_whole_backprop(checks, exchange, collectives,
+                                                                 overlapped):
+    """The small model's 5 gradients, each its own bucket: in the compiled step the
+    overlapped exchanges' last-layer collectives do not wait for the first layer's kernel
+    gradient (the last one backprop makes); grouped and reducescatter's all do."""
+    assert checks[f"collectives_{exchange}"] == collectives
+    assert checks[f"every_collective_waits_for_first_layer_{exchange}"] is (not overlapped)
+
+
+@pytest.mark.parametrize("exchange", EXCHANGES)
 def test_fp16_compressed_average_is_rounded_not_wrong(checks, exchange):
     assert checks[f"fp16_dtypes_{exchange}"] == ["float32"]      # cast back after the exchange
     assert checks[f"fp16_max_abs_err_{exchange}"] > 0.0         # really sent as float16

@@ -132,13 +132,14 @@ def test_adaptive_batch_size_composes_with_a_warmup_schedule():
 def test_model_with_distributed_optimizer_saves_and_loads(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     opt = parallel.DistributedOptimizer(keras.optimizers.SGD(0.1, momentum=0.9),
-                                           weight_decay=1e-4, exchange="per_tensor")
+                                           weight_decay=1e-4, exchange="overlap", bucket_mb=2.5)
     model.compile(opt, "mse")
     model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert type(loaded.optimizer).__name__ == "DistributedSGD"
-    assert loaded.optimizer.gradient_exchange == "per_tensor"
+    assert loaded.optimizer.gradient_exchange == "overlap"
+    assert loaded.optimizer.bucket_mb == 2.5
     assert float(loaded.optimizer.l2_weight_decay.numpy()) == pytest.approx(1e-4)
     assert float(loaded.optimizer.momentum) == pytest.approx(0.9)
     for p, q in zip(model.get_weights(), loaded.get_weights()):

@@ -19,7 +19,8 @@ from lbsgd._exports import lazy
 
 _WHERE = {
     "AUGMENTATIONS": "checks", "COMPRESSIONS": "checks", "DATASETS": "checks",
-    "DECAYS": "checks", "EXCHANGES": "checks", "EXCLUSIONS": "checks",
+    "DECAYS": "checks", "DEFAULT_BUCKET_MB": "checks", "EXCHANGES": "checks",
+    "EXCLUSIONS": "checks",
     "IMAGENET_TRAIN_EXAMPLES": "checks", "LR_CONTROLS": "checks", "LR_SCALINGS": "checks",
     "MODELS": "checks", "OPTIMIZERS": "checks", "RESTORATION_DATASETS": "checks",
     "SCHEDULE_KINDS": "checks", "START_BATCHES": "checks", "check_argument_choice": "checks",

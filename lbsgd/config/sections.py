@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from lbsgd.config.checks import (DECAYS, EXCHANGES, COMPRESSIONS, EXCLUSIONS, LR_CONTROLS,
-                                 LR_SCALINGS, MODELS, OPTIMIZERS, SCHEDULE_KINDS,
-                                 START_BATCHES, check_types, one_of, require)
+from lbsgd.config.checks import (DECAYS, DEFAULT_BUCKET_MB, EXCHANGES, COMPRESSIONS,
+                                 EXCLUSIONS, LR_CONTROLS, LR_SCALINGS, MODELS, OPTIMIZERS,
+                                 SCHEDULE_KINDS, START_BATCHES, check_types, one_of, require)
 from lbsgd.recipe import timing as _timing
 
 
@@ -80,7 +80,11 @@ class OptimizerConfig:
       momentum: SGD and LARS momentum.
       weight_decay: Caffe-style L2 coefficient (paper: 1e-4 standard, 5e-5
         before the collapse); "lars" applies it inside its trust ratio.
-      exchange: gradient exchange "grouped", "per_tensor" or "reducescatter".
+      exchange: gradient exchange "grouped" (one allreduce after backprop),
+        "per_tensor", "reducescatter" (Lee et al. IV-B after backprop),
+        "overlap" (an allreduce per bucket as backprop produces it) or
+        "overlap_reducescatter" (IV-B per bucket, overlapped the same way).
+      bucket_mb: bucket size of the overlapped exchanges, in MiB.
       compression: wire format of the exchanged gradients: "none" (their own
         dtype) or "fp16" (float32 gradients sent as float16, half the bytes,
         rounded to ~3 significant digits).
@@ -102,6 +106,7 @@ class OptimizerConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-5
     exchange: str = "grouped"
+    bucket_mb: float = DEFAULT_BUCKET_MB
     compression: str = "none"
     momentum_correction: bool = True
     trust_coefficient: float = 0.001
@@ -120,6 +125,8 @@ class OptimizerConfig:
         require(self.weight_decay >= 0, "optimizer.weight_decay", self.weight_decay,
                  "must be >= 0")
         one_of("optimizer.exchange", self.exchange, EXCHANGES)
+        require(self.bucket_mb > 0 and math.isfinite(self.bucket_mb), "optimizer.bucket_mb",
+                 self.bucket_mb, "must be a finite number > 0")
         one_of("optimizer.compression", self.compression, COMPRESSIONS)
         require(self.trust_coefficient > 0 and math.isfinite(self.trust_coefficient),
                  "optimizer.trust_coefficient", self.trust_coefficient,

@@ -3,7 +3,7 @@
 Serves Codreanu et al. Section III (synchronous data-parallel SGD, one model
 copy per worker, gradients averaged every step) and Lee et al. Section IV-A/B
 (data parallelism, gradient exchange by allreduce or reduce-scatter +
-allgather). Horovod's own Keras layer is Keras-2 only; this module is lbsgd's
+allgather, overlapped with backprop in buckets). Horovod's own Keras layer is Keras-2 only; this module is lbsgd's
 thin Keras-3 integration on `horovod.tensorflow` (`grouped_allreduce`,
 `allreduce`, `reducescatter`, `allgather`, `broadcast`). Everything degrades to
 a no-op in a single process.
@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lbsgd.config import COMPRESSIONS, EXCHANGES, check_argument_choice
+from lbsgd.config import COMPRESSIONS, DEFAULT_BUCKET_MB, EXCHANGES, check_argument_choice
 from lbsgd.optim.decay import add_l2_weight_decay, correct_momentum, default_decay_filter
 from lbsgd.optim.lars import LARS
 from lbsgd.parallel.runtime import horovod, world_size
@@ -37,9 +37,44 @@ GRADIENT_EXCHANGES = EXCHANGES
 GRADIENT_COMPRESSIONS = COMPRESSIONS
 
 
-def collective_calls(num_tensors: int, exchange: str, num_dtypes: int = 1) -> int:
+# The exchanges that send buckets as backprop produces them, and the collective per bucket.
+OVERLAPPED = {"overlap": "allreduce", "overlap_reducescatter": "reducescatter"}
+
+
+def buckets(sizes, bucket_bytes: int, dtypes=None) -> list[list[int]]:
+    """Gradient indices grouped for the overlapped exchange, in the order backprop makes them.
+
+    Backprop produces the last layer's gradient first, so the buckets are
+    filled from the last variable to the first: each holds consecutive
+    variables of one dtype, at most `bucket_bytes` of them (a variable larger
+    than that alone). Index lists are in increasing order within a bucket.
+
+    Args:
+      sizes: bytes of each gradient, in variable (forward) order.
+      bucket_bytes: the most bytes a bucket holds (>= 1).
+      dtypes: each gradient's dtype (a bucket never mixes two); None: one.
+    """
+    if bucket_bytes < 1:
+        raise ValueError(f"Argument `bucket_bytes` must be >= 1. Received: "
+                         f"bucket_bytes={bucket_bytes}")
+    dtypes = list(dtypes) if dtypes is not None else [None] * len(sizes)
+    out, current, filled = [], [], 0
+    for i in reversed(range(len(sizes))):
+        if current and (filled + sizes[i] > bucket_bytes or dtypes[i] != dtypes[current[0]]):
+            out.append(sorted(current))
+            current, filled = [], 0
+        current.append(i)
+        filled += sizes[i]
+    if current:
+        out.append(sorted(current))
+    return out
+
+
+def collective_calls(num_tensors: int, exchange: str, num_dtypes: int = 1,
+                     num_buckets: int = 1) -> int:
     """Horovod collective calls one gradient exchange issues."""
-    return {"grouped": 1, "per_tensor": num_tensors, "reducescatter": 2 * num_dtypes}[exchange]
+    return {"grouped": 1, "per_tensor": num_tensors, "reducescatter": 2 * num_dtypes,
+            "overlap": num_buckets, "overlap_reducescatter": 2 * num_buckets}[exchange]
 
 
 def _wire_dtype(dtype, compression: str):
@@ -47,21 +82,30 @@ def _wire_dtype(dtype, compression: str):
     return tf.float16 if compression == "fp16" and dtype == tf.float32 else dtype
 
 
-def average_gradients(grads, exchange: str = "grouped", compression: str = "none"):
+def average_gradients(grads, exchange: str = "grouped", compression: str = "none",
+                      bucket_mb: float = DEFAULT_BUCKET_MB):
     """Averages a list of gradients over all ranks (None entries pass through).
 
     Args:
       grads: list of gradient tensors (or None), one per trainable variable.
       exchange: "grouped" (one grouped allreduce after backprop), "per_tensor"
-        (one allreduce per gradient, fused by Horovod's background thread) or
+        (one allreduce per gradient, fused by Horovod's background thread),
         "reducescatter" (Lee et al. IV-B: reduce-scatter then allgather of a
-        flat buffer).
+        flat buffer), or the overlapped ones, "overlap" (a grouped allreduce
+        per bucket) and "overlap_reducescatter" (IV-B per bucket): buckets of
+        `bucket_mb` filled from the last layer back (`buckets`), each its own
+        collective that depends on its own gradients only, so inside a
+        compiled step it starts as soon as backprop has produced them and
+        runs while the earlier layers still back-propagate.
       compression: "none", or "fp16" to send float32 gradients as float16
         (half the bytes; Horovod sums them in float16, so gradients are
         rounded to ~3 significant digits and must stay below 65504 / ranks).
+      bucket_mb: the overlapped exchanges' bucket size in MiB (> 0).
     """
     check_argument_choice("exchange", exchange, GRADIENT_EXCHANGES)
     check_argument_choice("compression", compression, GRADIENT_COMPRESSIONS)
+    if not bucket_mb > 0:
+        raise ValueError(f"Argument `bucket_mb` must be > 0. Received: bucket_mb={bucket_mb}")
     if world_size() == 1:
         return list(grads)
     hvd = horovod()
@@ -73,11 +117,32 @@ def average_gradients(grads, exchange: str = "grouped", compression: str = "none
         reduced = hvd.grouped_allreduce(tensors, op=hvd.Average)
     elif exchange == "per_tensor":
         reduced = [hvd.allreduce(t, op=hvd.Average) for t in tensors]
-    else:
+    elif exchange == "reducescatter":
         reduced = _reducescatter_allgather(tensors, hvd)
+    else:
+        reduced = _overlapped(tensors, hvd, OVERLAPPED[exchange], bucket_mb)
     out = list(grads)
     for i, r, dtype in zip(present, reduced, dtypes):
         out[i] = r if r.dtype == dtype else tf.cast(r, dtype)
+    return out
+
+
+def _tensor_bytes(t) -> int:
+    return int(np.prod(t.shape)) * t.dtype.size
+
+
+def _overlapped(tensors, hvd, collective: str, bucket_mb: float):
+    """Each bucket (last layer first) averaged by its own collective (Lee et al. IV-B)."""
+    out = [None] * len(tensors)
+    for idx in buckets([_tensor_bytes(t) for t in tensors], int(bucket_mb * 2 ** 20),
+                       [t.dtype for t in tensors]):
+        part = [tensors[i] for i in idx]
+        if collective == "allreduce":
+            reduced = hvd.grouped_allreduce(part, op=hvd.Average)
+        else:
+            reduced = _reducescatter_allgather(part, hvd)
+        for i, r in zip(idx, reduced):
+            out[i] = r
     return out
 
 
@@ -104,7 +169,8 @@ def _reducescatter_allgather(tensors, hvd):
     return out
 
 
-def exchange_gradients(optimizer, grads, exchange: str, compression: str):
+def exchange_gradients(optimizer, grads, exchange: str, compression: str,
+                       bucket_mb: float = DEFAULT_BUCKET_MB):
     """Gradient exchange (Codreanu et al. III, Lee et al. IV-B): the average over ranks.
 
     Counts the Horovod calls in `optimizer.collective_calls` and records in
@@ -112,10 +178,13 @@ def exchange_gradients(optimizer, grads, exchange: str, compression: str):
     finite (the same on every rank: lbsgd.run.faults.DivergenceGuard reads it).
     """
     if world_size() > 1:
-        wire = {_wire_dtype(g.dtype, compression) for g in grads if g is not None}
+        present = [g for g in grads if g is not None]
+        wire = [_wire_dtype(g.dtype, compression) for g in present]
+        num_buckets = len(buckets([int(np.prod(g.shape)) * w.size for g, w in zip(present, wire)],
+                                  int(bucket_mb * 2 ** 20), wire))
         optimizer.collective_calls.assign_add(collective_calls(
-            sum(g is not None for g in grads), exchange, len(wire)))
-    grads = average_gradients(grads, exchange, compression)
+            len(present), exchange, len(set(wire)), num_buckets))
+    grads = average_gradients(grads, exchange, compression, bucket_mb)
     checks = [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
     if checks:
         flag = optimizer.nonfinite_step
@@ -136,16 +205,21 @@ class _DistributedMixin:
 
     _lbsgd_exchange = "grouped"
     _lbsgd_compression = "none"
+    _lbsgd_bucket_mb = DEFAULT_BUCKET_MB
     _lbsgd_momentum_correction = False
 
     def _lbsgd_setup(self, exchange: str, weight_decay: float, decay_filter,
-                     momentum_correction: bool = False, compression: str = "none"):
+                     momentum_correction: bool = False, compression: str = "none",
+                     bucket_mb: float = DEFAULT_BUCKET_MB):
         check_argument_choice("exchange", exchange, GRADIENT_EXCHANGES)
         check_argument_choice("compression", compression, GRADIENT_COMPRESSIONS)
         if weight_decay < 0:
             raise ValueError("Argument `weight_decay` must be >= 0. "
                              f"Received: weight_decay={weight_decay}")
+        if not bucket_mb > 0:
+            raise ValueError(f"Argument `bucket_mb` must be > 0. Received: bucket_mb={bucket_mb}")
         self._lbsgd_exchange, self._lbsgd_compression = exchange, compression
+        self._lbsgd_bucket_mb = float(bucket_mb)
         self._lbsgd_decay_filter = decay_filter or default_decay_filter
         with keras.name_scope("lbsgd"):
             if _owns_l2(self):      # LARS: its own coefficient variable is lbsgd's
@@ -172,7 +246,7 @@ class _DistributedMixin:
         variables = (list(trainable_variables) if trainable_variables is not None
                      else list(self._trainable_variables))
         grads = exchange_gradients(self, list(grads), self._lbsgd_exchange,
-                                   self._lbsgd_compression)
+                                   self._lbsgd_compression, self._lbsgd_bucket_mb)
         if not _owns_l2(self):
             grads = add_l2_weight_decay(grads, variables, self.l2_weight_decay,
                                         self._lbsgd_decay_filter)
@@ -188,6 +262,7 @@ class _DistributedMixin:
             inner["l2_weight_decay"] = 0.0
         return {"optimizer": keras.optimizers.serialize(base.from_config(inner)),
                 "exchange": self._lbsgd_exchange, "compression": self._lbsgd_compression,
+                "bucket_mb": self._lbsgd_bucket_mb,
                 "weight_decay": float(keras.ops.convert_to_numpy(self.l2_weight_decay)),
                 "momentum_correction": self._lbsgd_momentum_correction}
 
@@ -208,6 +283,10 @@ class _DistributedMixin:
     @property
     def gradient_compression(self) -> str:
         return self._lbsgd_compression
+
+    @property
+    def bucket_mb(self) -> float:
+        return self._lbsgd_bucket_mb
 
 
 def _owns_l2(optimizer) -> bool:
@@ -237,7 +316,8 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
                          weight_decay: float = 0.0,
                          decay_filter=None,
                          momentum_correction: bool = True,
-                         compression: str = "none") -> keras.optimizers.Optimizer:
+                         compression: str = "none",
+                         bucket_mb: float = DEFAULT_BUCKET_MB) -> keras.optimizers.Optimizer:
     """Wraps a Keras 3 optimizer so its updates use gradients averaged over all ranks.
 
     Works for any Keras 3 optimizer: returns an instance of a subclass of the
@@ -246,7 +326,8 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
 
     Args:
       optimizer: the (unbuilt) Keras optimizer to wrap.
-      exchange: gradient exchange, one of "grouped", "per_tensor", "reducescatter".
+      exchange: gradient exchange, one of "grouped", "per_tensor", "reducescatter",
+        "overlap", "overlap_reducescatter" (see `average_gradients`).
       weight_decay: Caffe-style L2 coefficient added to the averaged gradient
         (for lbsgd.optim.lars.LARS: its `l2_weight_decay`, applied inside the trust
         ratio; nothing is added to the gradient).
@@ -257,6 +338,7 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
         default, as in OptimizerConfig.
       compression: wire format of the exchanged gradients, "none" or "fp16"
         (float32 gradients sent as float16: half the bytes).
+      bucket_mb: bucket size of the overlapped exchanges, in MiB.
     """
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         raise TypeError("Argument `optimizer` must be a keras.optimizers.Optimizer. "
@@ -285,7 +367,7 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
     base = _base_class(type(optimizer))
     wrapped = _distributed_class(base).from_config(optimizer.get_config())
     wrapped._lbsgd_setup(exchange, weight_decay, decay_filter, momentum_correction,
-                         compression)
+                         compression, bucket_mb)
     return wrapped
 
 

@@ -153,7 +153,8 @@ def build_distributed_optimizer(opt: config_lib.OptimizerConfig, learning_rate,
                       trust_coefficient=opt.trust_coefficient,
                       exclude_from_adaptation=opt.excluded_variables),
             exchange=opt.exchange, weight_decay=weight_decay,
-            momentum_correction=opt.momentum_correction, compression=opt.compression)
+            momentum_correction=opt.momentum_correction, compression=opt.compression,
+            bucket_mb=opt.bucket_mb)
     base = {"sgd": lambda: keras.optimizers.SGD(learning_rate, momentum=opt.momentum),
             "adam": lambda: keras.optimizers.Adam(learning_rate),
             "lamb": lambda: keras.optimizers.Lamb(learning_rate)}[opt.name]()
@@ -161,7 +162,8 @@ def build_distributed_optimizer(opt: config_lib.OptimizerConfig, learning_rate,
     return parallel.DistributedOptimizer(
         base, exchange=opt.exchange, weight_decay=weight_decay,
         decay_filter=lambda v: not lars.is_excluded(v, rule),
-        momentum_correction=opt.momentum_correction, compression=opt.compression)
+        momentum_correction=opt.momentum_correction, compression=opt.compression,
+            bucket_mb=opt.bucket_mb)
 
 
 class Trainer:

@@ -79,7 +79,8 @@ def check_gradient_average(rt, out):
     for exchange in parallel.GRADIENT_EXCHANGES:
         @tf.function
         def averaged(x, y):
-            return parallel.average_gradients(grads_on(x, y), exchange)
+            # 1e-6 MiB: every gradient its own bucket in the overlapped exchanges
+            return parallel.average_gradients(grads_on(x, y), exchange, bucket_mb=1e-6)
 
         avg = averaged(tf.constant(x_all[local]), tf.constant(y_all[local]))
         full = grads_on(tf.constant(x_all), tf.constant(y_all))
@@ -104,6 +105,46 @@ def check_gradient_average(rt, out):
             np.max(np.abs(a.numpy() - f.numpy())
                    - (2e-3 * (np.abs(h0.numpy()) + np.abs(h1.numpy())) / 2 + 1e-7))
             for a, f, h0, h1 in zip(avg16, full, *halves)))
+
+
+def check_overlap_graph(rt, out):
+    """In a compiled step, which gradients each Horovod collective waits for.
+
+    For each exchange: the number of Horovod collectives, and for the
+    collective that waits for the fewest gradients, whether the first
+    layer's kernel gradient (Conv2DBackpropFilter) is among its inputs: an
+    overlapped exchange's last-layer bucket must not wait for it."""
+    model = small_model(seed=3)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    x = tf.zeros((8, 6, 6, 1))
+    y = tf.zeros((8,), tf.int64)
+    for exchange in parallel.GRADIENT_EXCHANGES:
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            return parallel.average_gradients(grads, exchange, bucket_mb=1e-6)
+
+        graph = step.get_concrete_function(x, y).graph
+        ops = {op.name: op for op in graph.get_operations()}
+
+        def ancestors(op, seen=None):
+            seen = set() if seen is None else seen
+            for t in list(op.inputs) + list(op.control_inputs):
+                src = getattr(t, "op", t)
+                if src.name not in seen:
+                    seen.add(src.name)
+                    ancestors(src, seen)
+            return seen
+
+        collectives = [op for op in ops.values() if op.type.startswith("Horovod")]
+        first_waits = []
+        for op in collectives:
+            up = ancestors(op)
+            first_waits.append(any(ops[n].type == "Conv2DBackpropFilter" for n in up))
+        out[f"collectives_{exchange}"] = len(collectives)
+        out[f"every_collective_waits_for_first_layer_{exchange}"] = all(first_waits)
 
 
 def check_metric_average(rt, out):
@@ -155,6 +196,7 @@ def main(path):
            "mpi" if hvd.mpi_enabled() else "unknown"}
     check_identical_weights(rt, out)
     check_gradient_average(rt, out)
+    check_overlap_graph(rt, out)
     check_metric_average(rt, out)
     if rt.is_chief:
         with open(path, "w") as f:
