@@ -1,6 +1,6 @@
 """Exposed communication of each gradient exchange, on one machine and across shaped links (Lee et al. IV-B).
 
-    .venv/bin/python -m benchmarks.overlap                        # local and 1gbit, ~45 min
+    .venv/bin/python -m benchmarks.overlap --only local:resnet20,local:resnet50,1gbit:resnet50
     .venv/bin/python -m benchmarks.overlap --links local --models resnet20 --rounds 2
 
 For each link ("local": 2 ranks on this machine through launch/run.sh; a tc
@@ -44,7 +44,7 @@ from benchmarks.run import _env, _json_line, timeline_comm_seconds  # noqa: E402
 MODELS = {"resnet20": dict(image_size=32, num_classes=10, local_batch=64, steps=20, warmup=3),
           "resnet50": dict(image_size=224, num_classes=1000, local_batch=8, steps=6, warmup=2)}
 SMOKE = dict(image_size=32, num_classes=10, local_batch=16, steps=3, warmup=2)   # --smoke
-EXCHANGES = ("none", "grouped", "overlap", "overlap_reducescatter")
+EXCHANGES = ("none", "grouped", "per_tensor", "overlap", "overlap_reducescatter")
 
 
 def step(model: str, spec: dict, link: str, exchange: str, bucket_mb: float,
@@ -125,6 +125,9 @@ def main(argv=None) -> int:
     parser.add_argument("--links", default="local,1gbit",
                         help="'local' and/or tc rates such as 1gbit, comma-separated")
     parser.add_argument("--models", default="resnet20,resnet50")
+    parser.add_argument("--only", default="",
+                        help="measure only these link:model pairs of the links x models, "
+                             "e.g. local:resnet20,local:resnet50,1gbit:resnet50")
     parser.add_argument("--exchanges", default=",".join(EXCHANGES[1:]),
                         help="exchanges next to 'none' (which always runs); grouped is needed")
     parser.add_argument("--rounds", type=int, default=3)
@@ -145,6 +148,11 @@ def main(argv=None) -> int:
         if not values or bad:
             parser.error(f"argument {flag}: {', '.join(bad) or '(none)'} not allowed "
                          f"(given {','.join(values)!r})")
+    only = [tuple(x.split(":", 1)) for x in args.only.split(",") if x]
+    bad = [":".join(p) for p in only if len(p) != 2 or p[0] not in links or p[1] not in models]
+    if bad:
+        parser.error(f"argument --only: {', '.join(bad)} not a link:model of --links and "
+                     "--models")
     if "grouped" not in exchanges:
         parser.error("argument --exchanges must include grouped: its allreduce time is the "
                      "reference")
@@ -172,6 +180,8 @@ def main(argv=None) -> int:
                 if link != "local":
                     MH._cluster("shape", "--link", link)
                 for model in models:
+                    if only and (link, model) not in only:
+                        continue
                     spec = SMOKE if args.smoke else MODELS[model]
                     rounds = []
                     for r in range(args.rounds):

@@ -83,7 +83,8 @@ def test_overlap_benchmark_exposed_time_per_round():
     (["--links", "local,fast"], "--links: fast not allowed"),
     (["--exchanges", "overlap"], "must include grouped"),
     (["--rounds", "1"], "--rounds must be >= 2"),
-    (["--models", "vgg"], "--models: vgg not allowed")])
+    (["--models", "vgg"], "--models: vgg not allowed"),
+    (["--only", "local:resnet50,2gbit:resnet50"], "--only: 2gbit:resnet50 not a link:model")])
 def test_overlap_benchmark_refuses_bad_flags(flags, message, capsys):
     from benchmarks import overlap as O
     with pytest.raises(SystemExit):
