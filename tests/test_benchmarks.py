@@ -105,3 +105,47 @@ def test_overlap_benchmark_smoke(tmp_path):
     assert [sorted(r) for r in m["rounds"]] == [["grouped", "none", "overlap"]] * 2
     assert m["summary"]["allreduce_seconds"]["median"] > 0
     assert "| local | resnet20 (16) | overlap |" in open(f"{out}.md").read()
+
+
+def _grow_run(path, rows, restarts=None):
+    """A run directory with the history.csv and summary.json columns benchmarks.grow_ranks
+    reads."""
+    path.mkdir(parents=True)
+    head = "epoch,val_accuracy,batch_size,ranks,elapsed_seconds\n"
+    (path / "history.csv").write_text(head + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    summary = {"status": "completed"}
+    if restarts is not None:
+        summary["restarts"] = restarts
+    (path / "summary.json").write_text(json.dumps(summary))
+    return str(path)
+
+
+def test_grow_ranks_figures_of_a_run(tmp_path):
+    """Wall time to each target from history.csv (restarts included), epochs per rank
+    count, the restart seconds from summary.json."""
+    from benchmarks import grow_ranks as G
+    d = _grow_run(tmp_path / "g", [(1, 0.85, 256, 1, 40.0), (2, 0.905, 512, 2, 110.0),
+                                   (3, 0.912, 512, 2, 150.0)],
+                  {"count": 1, "seconds": 31.5, "each": []})
+    m = G.measure(d, targets=(0.90, 0.91, 0.95))
+    assert m["seconds_to"] == {"0.9": 110.0, "0.91": 150.0, "0.95": None}
+    assert m["top1"] == pytest.approx(0.912) and m["seconds"] == 150.0
+    assert m["epochs_per_ranks"] == {"1": 1, "2": 2} and m["final_batch"] == 512
+    assert (m["restarts"], m["restart_seconds"]) == (1, 31.5)
+    fixed = G.measure(_grow_run(tmp_path / "f", [(1, 0.91, 256, 2, 50.0)]))
+    assert (fixed["restarts"], fixed["restart_seconds"]) == (0, 0.0)
+    assert G.finished(d) and not G.finished(str(tmp_path / "absent"))
+
+
+def test_grow_ranks_verdicts_need_separated_ranges():
+    from benchmarks import grow_ranks as G
+
+    def run(top1, seconds):
+        return {"top1": top1, "seconds": seconds, "restart_seconds": 0.0,
+                "seconds_to": {"0.9": seconds}}
+    apart = {s: {"grow": run(0.91, 300 + s), "fixed": run(0.91 + s / 1000, 250 + s)}
+             for s in range(3)}
+    s = G.summarise(apart)
+    assert s["verdicts"] == {"seconds": "grow higher", "top1": "inconclusive"}
+    assert s["grow"]["seconds"]["mean"] == 301 and s["fixed"]["seconds_to"]["0.9"]["max"] == 252
+    assert G.summarise({0: apart[0]})["verdicts"]["seconds"] == "too few seeds"
