@@ -170,6 +170,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "grow_ranks"))
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results",
                                                       "grow_ranks"))
+    parser.add_argument("--plan", action="store_true", help="print the runs to do, run nothing")
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -177,6 +178,13 @@ def main(argv=None) -> int:
         seeds = []
     if not seeds or min(seeds) < 0:
         parser.error(f"argument --seeds must list seeds >= 0. Received: --seeds {args.seeds}")
+    if args.plan:
+        todo = [(s, arm) for s in seeds for arm in ARMS
+                if not finished(os.path.join(args.runs, f"{args.task}_{arm}_seed{s}"))]
+        print(f"grow_ranks: {args.task}, {len(todo)} runs to do")
+        for s, arm in todo:
+            print(f"  seed {s} {arm}: launch/run.sh {' '.join(ARMS[arm])} python -m lbsgd.train")
+        return 0
     res = {"command": "python -m benchmarks.grow_ranks " + " ".join(argv or sys.argv[1:]),
            "task": args.task, "seeds": seeds, "date": time.strftime("%Y-%m-%d", time.gmtime()),
            "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],

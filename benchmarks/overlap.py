@@ -132,6 +132,7 @@ def main(argv=None) -> int:
                         help="exchanges next to 'none' (which always runs); grouped is needed")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bucket_mb", type=float, default=4.0)
+    parser.add_argument("--plan", action="store_true", help="print the jobs to run, run nothing")
     parser.add_argument("--smoke", action="store_true",
                         help="a few steps of a small batch: checks the command, measures nothing")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "overlap"))
@@ -161,6 +162,14 @@ def main(argv=None) -> int:
     shaped = [x for x in links if x != "local"]
     if shaped and os.geteuid() != 0:
         parser.error(f"links {','.join(shaped)} need root: launch/cluster.sh's namespace hosts")
+    pairs = [(link, model) for link in links for model in models
+             if not only or (link, model) in only]
+    if args.plan:
+        print(f"overlap: {len(pairs)} link:model pairs x {args.rounds} rounds x "
+              f"{len(exchanges)} exchanges = {len(pairs) * args.rounds * len(exchanges)} jobs")
+        for link, model in pairs:
+            print(f"  {link}:{model}: {', '.join(exchanges)}")
+        return 0
     t0 = time.perf_counter()
 
     def log(msg):
@@ -177,10 +186,10 @@ def main(argv=None) -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for link in links:
-                if link != "local":
+                if link != "local" and any(p[0] == link for p in pairs):
                     MH._cluster("shape", "--link", link)
                 for model in models:
-                    if only and (link, model) not in only:
+                    if (link, model) not in pairs:
                         continue
                     spec = SMOKE if args.smoke else MODELS[model]
                     rounds = []

@@ -53,3 +53,36 @@ def test_readme_train_command_validates(tmp_path, line, args, np_):
 def test_readme_probe_command_config_validates(line, args, np_):
     cfg = C.load_config(os.path.join(ROOT, args[args.index("--config") + 1]))
     cfg.validate_for(np_)
+
+
+BENCHMARKS = ("reproduce", "overlap", "grow_ranks")
+
+
+def readme_benchmark_commands():
+    """(line, module, argv) of every README bash line running one of BENCHMARKS."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            for name in BENCHMARKS:
+                if f"-m benchmarks.{name}" in line and not line.startswith("#"):
+                    words = shlex.split(line)
+                    found.append((line, name, words[words.index(f"benchmarks.{name}") + 1:]))
+    return found
+
+
+def test_the_readme_runs_each_measurement_benchmark():
+    assert {name for _, name, _ in readme_benchmark_commands()} == set(BENCHMARKS)
+
+
+@pytest.mark.parametrize("line, name, args", readme_benchmark_commands(),
+                         ids=lambda x: x if isinstance(x, str) and " " not in x else None)
+def test_readme_benchmark_command_plans(tmp_path, line, name, args):
+    """Each measurement command the README prints parses and plans its runs as printed."""
+    extra = ["--plan"] if "--plan" not in args and "--readme" not in args else []
+    if name != "overlap":
+        extra += ["--runs", str(tmp_path / "runs")]
+    proc = run_python("-m", f"benchmarks.{name}", *args, *extra)   # a plan writes nothing
+    assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
+    assert " to do" in proc.stdout or " jobs" in proc.stdout or "| study |" in proc.stdout
