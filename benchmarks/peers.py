@@ -50,6 +50,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.overlap import rotated  # noqa: E402
 from benchmarks.run import _env, _json_line  # noqa: E402
 
 PY = os.path.join(ROOT, ".venv", "bin", "python")
@@ -219,11 +220,6 @@ def job(peer: str, model: str, spec: dict, python: str = "", processes: int = 2,
     if any(p.returncode for p in procs):
         return {"fails": f"no result within {TIMEOUT} s"}
     return _json_line(outs[0][0])
-
-
-def rotated(items, r: int) -> list:
-    r %= len(items)
-    return list(items[r:]) + list(items[:r])
 
 
 def summarise(rounds: list[dict]) -> dict:
