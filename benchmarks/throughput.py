@@ -38,6 +38,10 @@ flags.DEFINE_enum("compression", "none", ["none", "fp16"],
                   "Wire format of the exchanged gradients.")
 flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy (float32, mixed_bfloat16).")
 flags.DEFINE_enum("mode", "lbsgd", ["lbsgd", "plain", "overhead"], "What to time.")
+flags.DEFINE_string("step_stamps", "", "Rank 0 writes here (JSON) each step's begin and end in "
+                    "microseconds since the epoch, Horovod's timeline clock, and the bytes of "
+                    "each gradient bucket in the order backprop issues them "
+                    "(benchmarks.overlap_timeline).")
 FLAGS = flags.FLAGS
 
 
@@ -67,21 +71,30 @@ def _build(lbsgd_stack: bool):
     return model, callbacks
 
 
-def _step_times(model, callbacks, ds, steps, warmup):
-    """Seconds of each of `steps` timed steps, after `warmup` untimed ones."""
+def _step_times(model, callbacks, ds, steps, warmup, windows=None):
+    """Seconds of each of `steps` timed steps, after `warmup` untimed ones; each step's
+    [begin, end] in microseconds since the epoch appended to `windows` if given."""
     import keras
     import numpy as np
     stamps = []
-    timer = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda b, logs: stamps.append(time.perf_counter()))
+
+    def begin(b, logs):
+        if windows is not None:
+            windows.append([time.time() * 1e6, None])
+
+    def end(b, logs):
+        stamps.append(time.perf_counter())
+        if windows is not None:
+            windows[-1][1] = time.time() * 1e6
+    timer = keras.callbacks.LambdaCallback(on_train_batch_begin=begin, on_train_batch_end=end)
     model.fit(ds, steps_per_epoch=warmup + steps, epochs=1, verbose=0,
               callbacks=callbacks + [timer])
     return np.diff(stamps[warmup - 1:])
 
 
-def _timed_fit(model, callbacks, ds, steps, warmup):
+def _timed_fit(model, callbacks, ds, steps, warmup, windows=None):
     # The median step: this shared host stalls single steps by up to +60%.
-    return float(np.median(_step_times(model, callbacks, ds, steps, warmup)))
+    return float(np.median(_step_times(model, callbacks, ds, steps, warmup, windows)))
 
 
 def main(_):
@@ -131,7 +144,19 @@ def main(_):
     model, callbacks = _build(FLAGS.mode == "lbsgd")
     record["gradient_bytes"] = int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize
                                        for v in model.trainable_variables))
-    seconds = _timed_fit(model, callbacks, ds, FLAGS.steps, FLAGS.warmup_steps)
+    windows = [] if FLAGS.step_stamps else None
+    seconds = _timed_fit(model, callbacks, ds, FLAGS.steps, FLAGS.warmup_steps, windows)
+    if windows is not None and rt.is_chief:
+        from lbsgd.parallel import exchange
+        from lbsgd.run import checkpoint as ckpt
+        sizes = [int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+                 for v in model.trainable_variables]
+        order = exchange.buckets(sizes, int(FLAGS.bucket_mb * 2 ** 20),
+                                 [str(v.dtype) for v in model.trainable_variables])
+        ckpt.atomic_write_json(FLAGS.step_stamps, {
+            "steps": windows, "warmup_steps": FLAGS.warmup_steps,
+            "bucket_bytes": [sum(sizes[i] for i in idx) for idx in order],
+            "gradient_bytes": sum(sizes)})
     per_rank = np.array([FLAGS.local_batch / seconds, seconds])
     total = parallel.allreduce_numpy([per_rank], op="sum")[0]
     if rt.is_chief:

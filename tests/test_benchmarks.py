@@ -107,6 +107,74 @@ def test_overlap_benchmark_smoke(tmp_path):
     assert "| local | resnet20 (16) | overlap |" in open(f"{out}.md").read()
 
 
+@pytest.mark.parametrize("ready, seconds, tail", [
+    ([0.0, 1.0], [0.5, 0.5], 0.5),        # the link is free when each bucket is ready
+    ([0.0, 0.1], [1.0, 0.5], 1.4),        # the second waits for the first: 1.5 - 0.1
+    ([0.0, 0.2, 0.3], [0.1, 0.1, 0.0], 0.0),
+    ([], [], 0.0),
+])
+def test_spare_core_tail_value_table(ready, seconds, tail):
+    from benchmarks import overlap_timeline as T
+    assert T.spare_core_tail(ready, seconds) == pytest.approx(tail)
+
+
+def test_overlap_timeline_breakdown_of_a_known_step():
+    """A step of 10 s (t0 = 1e6 us since the epoch): bucket a ready on both ranks at 4 s,
+    allreduced 4-5 s; bucket b (tensors b_1of2, b_2of2) ready at 6 and 7 s, allreduced
+    7-8.5 s. Compute-only step 8 s, link 1 MB/s, buckets 1 and 0.5 MB."""
+    from benchmarks import overlap_timeline as T
+    s = 1e6   # a second in microseconds
+    ev = [{"name": "process_name", "ph": "M", "pid": 0,
+           "args": {"start_time_since_epoch_in_micros": 1_000_000}}]
+    for pid, name, neg, act in ((1, "a", (3.5, 4), (4, 5)), (2, "b_1of2", (5.5, 6), (7, 8.5)),
+                                (3, "b_2of2", (6.5, 7), (7, 8.5))):
+        ev += [{"name": "process_name", "ph": "M", "pid": pid, "args": {"name": name}},
+               {"ph": "B", "name": "NEGOTIATE_ALLREDUCE", "ts": neg[0] * s, "pid": pid},
+               {"ph": "E", "ts": neg[1] * s, "pid": pid},
+               {"ph": "B", "name": "ALLREDUCE", "ts": act[0] * s, "pid": pid},
+               {"ph": "B", "name": "MPI_ALLREDUCE", "ts": act[0] * s + 1, "pid": pid},
+               {"ph": "E", "ts": act[1] * s - 1, "pid": pid},
+               {"ph": "E", "ts": act[1] * s, "pid": pid}]
+    colls = T.collectives(ev)
+    assert [c["bucket"] for c in colls] == ["a", "b", "b"]
+    stamps = {"steps": [[0, 1e6], [1e6, 11e6]], "warmup_steps": 1,
+              "bucket_bytes": [1e6, 0.5e6], "gradient_bytes": 1.5e6}
+    out = T.breakdown(colls, stamps, none_step=8.0, rate=1e6)
+    m = out["median"]
+    assert out["buckets"] == 2
+    assert m["seconds"] == pytest.approx(10.0) and m["exposed"] == pytest.approx(2.0)
+    assert m["first_ready"] == pytest.approx(4.0) and m["last_ready"] == pytest.approx(7.0)
+    assert m["last_ready_skew"] == pytest.approx(0.5)          # b's last tensor: 6.5 -> 7
+    assert m["comm"] == pytest.approx(2.5) and m["comm_uncontended"] == pytest.approx(1.5)
+    assert m["tail"] == pytest.approx(1.5)                     # 8.5 - 7
+    assert m["slowdown"] == pytest.approx(0.5)                 # 2 - 1.5
+    assert m["spare_core_tail"] == pytest.approx(0.5)          # b: 7 + 0.5 s at 1 MB/s
+    assert m["queued"] == pytest.approx(0.0)
+
+
+def test_overlap_timeline_smoke(tmp_path):
+    """The README's command on this machine, a few steps: a real Horovod timeline parsed
+    into each timed step's buckets, and the report and figure written."""
+    out = tmp_path / "otl"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.overlap_timeline", "--smoke",
+                           "--link", "local", "--model", "resnet20", "--rounds", "1",
+                           "--bucket_mb", "0.25", "--out", str(out)], cwd=ROOT,
+                          env=launch_env(), capture_output=True, text=True,
+                          timeout=1200)    # a hang guard
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.load(open(f"{out}.json"))
+    (r,) = res["rounds"]
+    o = r["overlap"]
+    assert o["buckets"] == 6 and len(o["steps"]) == 3      # resnet20 in 0.25 MiB buckets
+    for s in o["steps"]:
+        assert len(s["buckets"]) == 6
+        assert 0 < s["first_ready"] <= s["last_ready"] <= s["comm_end"] <= s["seconds"] + 1e-3
+        assert s["tail"] + s["slowdown"] == pytest.approx(s["exposed"])
+    assert r["allreduce"] > 0 and r["rate"] > 0
+    assert "**spare core (model)**" in open(f"{out}.md").read()
+    assert os.path.getsize(f"{out}.png") > 500
+
+
 def _grow_run(path, rows, restarts=None):
     """A run directory with the history.csv and summary.json columns benchmarks.grow_ranks
     reads."""
