@@ -218,7 +218,12 @@ def markdown(res: dict) -> str:
              "the rounds. Seconds per step.", "",
              "| quantity | seconds |", "| --- | --- |"]
     get = lambda k: [r["overlap"]["median"][k] for r in rounds]   # noqa: E731
-    rows = [("step, no exchange", [r["none_step"] for r in rounds]),
+    slow = [max(r["none_step_ranks"]) for r in rounds if r.get("none_step_ranks")]
+    fast = [min(r["none_step_ranks"]) for r in rounds if r.get("none_step_ranks")]
+    ranks = [("  its slower rank alone", slow), ("  its faster rank alone", fast)] \
+        if slow else []
+    rows = [("step, no exchange (mean of the ranks' steps)", [r["none_step"] for r in rounds]),
+            *ranks,
             ("step, grouped", [r["grouped_step"] for r in rounds]),
             ("step, overlap", get("seconds")),
             ("allreduce of all gradients, uncontended (grouped's timeline)",
@@ -234,6 +239,12 @@ def markdown(res: dict) -> str:
             ("  **slowdown**: compute slowed by the exchange on its core", get("slowdown")),
             ("**spare core (model)**: tail at the uncontended rate, no slowdown",
              get("spare_core_tail"))]
+    if slow:
+        rows.insert(rows.index(("**spare core (model)**: tail at the uncontended rate, "
+                                "no slowdown", get("spare_core_tail"))),
+                    ("    of which the slower rank pacing every synchronised step (its "
+                     "no-exchange step − the mean)", [s_ - r["none_step"] for s_, r in
+                                                      zip(slow, rounds)]))
     for name, vals in rows:
         lines.append(f"| {name} | {rng(vals)} |")
     ar = statistics.median(r["allreduce"] for r in rounds)
@@ -272,7 +283,7 @@ def plot(res: dict, path: str) -> None:
     ax.axvline(s["seconds"], color="tab:red", ls="--", label=f"step, overlap ({s['seconds']:.2f} s)")
     ax.set_yticks([])
     ax.set_xlabel("seconds from the step's begin (rank 0)")
-    ax.set_ylabel("buckets, in backprop order")
+    ax.set_ylabel("buckets, in the order they became ready")
     ax.set_title(f"{res['model']}, {res['link']}: each bucket ready (|) and its allreduce "
                  f"(bar); tail {s['tail']:.2f} s, slowdown {s['slowdown']:.2f} s", fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
@@ -291,6 +302,7 @@ def main(argv=None) -> int:
     parser.add_argument("--bucket_mb", type=float, default=4.0)
     parser.add_argument("--smoke", action="store_true",
                         help="a few steps of a small batch: checks the command, measures nothing")
+    parser.add_argument("--plan", action="store_true", help="print the jobs to run, run nothing")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results",
                                                       "overlap_timeline"))
     args = parser.parse_args(argv)
@@ -302,6 +314,11 @@ def main(argv=None) -> int:
     if args.link != "local" and os.geteuid() != 0:
         parser.error(f"--link {args.link} needs root: launch/cluster.sh's namespace hosts")
     spec = SMOKE if args.smoke else MODELS[args.model]
+    if args.plan:
+        print(f"overlap_timeline: {args.link} {args.model} (local batch {spec['local_batch']}), "
+              f"{args.rounds} rounds x {len(JOBS)} jobs = {args.rounds * len(JOBS)} jobs: "
+              f"{', '.join(JOBS)}")
+        return 0
     t0 = time.perf_counter()
     res = {"command": "python -m benchmarks.overlap_timeline " + " ".join(argv or sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d", time.gmtime()), "link": args.link,
@@ -328,6 +345,7 @@ def main(argv=None) -> int:
                 o = got["overlap"]
                 res["rounds"].append({
                     "none_step": got["none"]["seconds_per_step"],
+                    "none_step_ranks": got["none"].get("seconds_per_step_ranks", []),
                     "grouped_step": g["seconds_per_step"],
                     "allreduce": g["comm_seconds_per_step"], "rate": rate,
                     "overlap": breakdown(o["events"], o["stamps"],

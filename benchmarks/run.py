@@ -18,7 +18,15 @@ Measures on synthetic data, every number in this one run:
     timeline communication time, and the exposed (not overlapped) part =
     step time - step time of the same N-rank job without any gradient
     exchange;
-  * bf16 mixed precision against fp32 (throughput ratio).
+  * bf16 mixed precision against fp32 (throughput ratio);
+  * weak scaling repeated (1 rank x 1 core and N ranks paired, several
+    repetitions): each repetition's efficiency, their median and range;
+  * input pipeline headroom (benchmarks.pipeline): lbsgd's ImageNet-style and
+    in-RAM pipelines alone against what ResNet-50 / ResNet-20 consume;
+  * the peers (benchmarks.peers: Horovod's Keras layer through tf_keras,
+    Keras-on-JAX DataParallel, MultiWorkerMirroredStrategy) in alternating
+    rounds, their images/s ratio to lbsgd, where their environments exist
+    (`python -m benchmarks.peers --setup`).
 
 Writes benchmarks/results/<suite>.json, <suite>.md and <suite>.png.
 """
@@ -42,17 +50,20 @@ SUITES = {
               "resnet20": dict(image_size=32, num_classes=10, batches=[64], steps=20,
                                warmup=3),
               "overhead": dict(model="resnet20", batch=64, steps=25, rounds=6),
-              "exchange_model": "resnet50", "bf16_model": "resnet50"},
+              "exchange_model": "resnet50", "bf16_model": "resnet50",
+              "scaling_repetitions": 3, "pipelines": "full", "peers_rounds": 3},
     "smoke": {"resnet20": dict(image_size=32, num_classes=10, batches=[16], steps=3,
                                warmup=2),
               "overhead": dict(model="resnet20", batch=16, steps=3, rounds=1),
-              "exchange_model": "resnet20", "bf16_model": "resnet20"},
+              "exchange_model": "resnet20", "bf16_model": "resnet20",
+              "scaling_repetitions": 2, "pipelines": "smoke", "peers_rounds": 0},
     "full": {"resnet50": dict(image_size=224, num_classes=1000, batches=[8, 16, 32], steps=8,
                               warmup=3),
              "resnet20": dict(image_size=32, num_classes=10, batches=[32, 64, 128], steps=30,
                               warmup=3),
              "overhead": dict(model="resnet20", batch=64, steps=40, rounds=7),
-             "exchange_model": "resnet50", "bf16_model": "resnet50"},
+             "exchange_model": "resnet50", "bf16_model": "resnet50",
+             "scaling_repetitions": 5, "pipelines": "full", "peers_rounds": 3},
 }
 
 
@@ -183,6 +194,62 @@ def timeline_comm_seconds(path: str) -> dict:
     return {"comm_seconds": total / 1e6, "tensors": len(tensors), "activities": len(spans)}
 
 
+def scaling_rows(pairs) -> tuple[dict, dict]:
+    """The 1-rank and N-rank rows from repeated (1 rank x 1 core, N ranks) runs: each the
+    median run's images/s and step time, every run kept, and the N-rank row's weak-scaling
+    efficiency per repetition (N-rank img/s / (N x the same repetition's 1-rank img/s))
+    with their median."""
+    import statistics
+    one = [p[0] for p in pairs]
+    many = [p[1] for p in pairs]
+    effs = [m["images_per_second"] / (m["ranks"] * o["images_per_second"])
+            for o, m in pairs]
+    out = []
+    for runs in (one, many):
+        row = dict(runs[0])
+        for k in ("images_per_second", "seconds_per_step"):
+            row[f"{k}_runs"] = [r[k] for r in runs]
+            row[k] = statistics.median(row[f"{k}_runs"])
+        out.append(row)
+    out[1].update(weak_scaling_efficiency=statistics.median(effs),
+                  weak_scaling_efficiency_runs=effs)
+    return out[0], out[1]
+
+
+def peers(rounds: int, out: str, log) -> dict:
+    """benchmarks.peers over `rounds` alternating rounds (its own files at `out`.json/.md);
+    the peers whose environment is missing are skipped there with the reason."""
+    proc = subprocess.run([PY, "-m", "benchmarks.peers", "--rounds", str(rounds), "--out", out],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=7200)
+    if proc.returncode:
+        log(f"peers failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}")
+        return {"failed": proc.stderr[-2000:]}
+    with open(out + ".json") as f:
+        got = json.load(f)
+    for line in peer_ratio_lines(got):
+        log(line)
+    return {"summary": got["summary"], "skipped": got.get("skipped", {}),
+            "file": os.path.relpath(out, ROOT) + ".md"}
+
+
+def peer_ratio_lines(peers_res: dict) -> list[str]:
+    """One line per peer: its images/s ratio to lbsgd (median [min-max] over the rounds),
+    its failure, or why it was skipped."""
+    lines = []
+    for name, e in peers_res.get("summary", {}).items():
+        if name == "lbsgd":
+            continue
+        if "fails" in e:
+            lines.append(f"peer {name}: fails: {e['fails']}")
+        elif "ratio_to_lbsgd" in e:
+            r = e["ratio_to_lbsgd"]
+            lines.append(f"peer {name} / lbsgd: {r['median']:.2f}x "
+                         f"[{r['min']:.2f}-{r['max']:.2f}] over {len(r['values'])} rounds")
+    for name, why in peers_res.get("skipped", {}).items():
+        lines.append(f"peer {name}: skipped, {why}")
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split(
         "\n")[0])
@@ -208,19 +275,26 @@ def main(argv=None) -> int:
         spec = suite[model]
         flops = model_flops_per_image(model, spec["image_size"], spec["num_classes"])
         for batch in spec["batches"]:
-            rows = {
-                "1 rank x all cores": throughput(model, batch, spec, threads=cores),
-                "1 rank x 1 core": throughput(model, batch, spec, threads=1),
-                f"{n} ranks x 1 core, lbsgd launcher": throughput(model, batch, spec, ranks=n),
-                f"{n} ranks x 1 core, plain horovodrun": throughput(
-                    model, batch, spec, ranks=n, launcher="horovodrun"),
-            }
-            base = rows["1 rank x 1 core"]["images_per_second"]
+            one, ours = "1 rank x 1 core", f"{n} ranks x 1 core, lbsgd launcher"
+            rows = {"1 rank x all cores": throughput(model, batch, spec, threads=cores)}
+            # Weak scaling, repeated: each repetition pairs a 1-rank x 1-core run with an
+            # N-rank run right after it, so a slow spell of this host hits both.
+            pairs = []
+            for rep in range(suite["scaling_repetitions"]):
+                pairs.append((throughput(model, batch, spec, threads=1),
+                              throughput(model, batch, spec, ranks=n)))
+                log(f"{model} b{batch} scaling repetition {rep + 1}: "
+                    f"{pairs[-1][1]['images_per_second']:.2f} / ({n} x "
+                    f"{pairs[-1][0]['images_per_second']:.2f}) img/s")
+            rows[one], rows[ours] = scaling_rows(pairs)
+            rows[f"{n} ranks x 1 core, plain horovodrun"] = throughput(
+                model, batch, spec, ranks=n, launcher="horovodrun")
+            base = rows[one]["images_per_second"]
             for setup, r in rows.items():
                 r.update(setup=setup, train_flops_per_image=flops,
                          gflops=r["images_per_second"] * flops / 1e9)
                 r["fraction_of_peak"] = r["gflops"] / res["matmul_gflops"]["all_cores"]
-                if r["ranks"] > 1:
+                if r["ranks"] > 1 and "weak_scaling_efficiency" not in r:
                     r["weak_scaling_efficiency"] = r["images_per_second"] / (r["ranks"] * base)
                 res["throughput"].append(r)
                 log(f"{model} b{batch} {setup}: {r['images_per_second']:.2f} img/s")
@@ -273,6 +347,17 @@ def main(argv=None) -> int:
     res["bf16"]["ratio"] = (res["bf16"]["mixed_bfloat16"]["images_per_second"] /
                             res["bf16"]["float32"]["images_per_second"])
     log(f"bf16/fp32 throughput: {res['bf16']['ratio']:.3f}")
+
+    from benchmarks import pipeline as pipe
+    demands = {r["model"]: r["images_per_second"] for r in res["throughput"]
+               if r["setup"] == "1 rank x all cores"}
+    res["pipelines"] = pipe.measure(suite["pipelines"] == "smoke", log=log, demands=demands)
+
+    if suite["peers_rounds"]:
+        res["peers"] = peers(suite["peers_rounds"], os.path.join(args.out,
+                                                                 f"{args.suite}_peers"), log)
+    else:
+        res["peers"] = {"skipped": "not in this suite"}
     res["seconds"] = time.perf_counter() - t_start
 
     sys.path.insert(0, ROOT)
@@ -307,8 +392,11 @@ def report(res: dict) -> str:
     for model in sorted({r["model"] for r in res["throughput"]}):
         for r in res["throughput"]:
             if r["model"] == model and r["ranks"] > 1:
+                runs = r.get("weak_scaling_efficiency_runs")
+                spread = (f" (median of {len(runs)} paired repetitions: "
+                          f"{', '.join(f'{100 * e:.1f}%' for e in runs)})" if runs else "")
                 lines.append(f"* {model} b{r['local_batch']}, {r['setup']}: weak-scaling "
-                             f"efficiency {100 * r['weak_scaling_efficiency']:.1f}%")
+                             f"efficiency {100 * r['weak_scaling_efficiency']:.1f}%{spread}")
     o = res["overhead"]
     med = o.get("overhead_ratio_median", o["overhead_ratio"])
     lines += [f"* lbsgd stack / plain Keras fit ({o['model']}, b{o['local_batch']}, one process, "
@@ -330,6 +418,16 @@ def report(res: dict) -> str:
                                 else f" + {r['compression']} wire")
         lines.append(f"| {name} | {r['seconds_per_step']:.3f} | {comm:.3f} | "
                      f"{exposed:.3f} | {hidden} |")
+    if "pipelines" in res:
+        from benchmarks import pipeline as pipe
+        lines += ["", "## Input pipeline headroom", "", *pipe.markdown_rows(res["pipelines"])]
+    if "peers" in res:
+        p = res["peers"]
+        lines += ["", "## The peers (images/s ratio to lbsgd, same run)", ""]
+        lines += [f"* {x}" for x in peer_ratio_lines(p)] or [
+            f"* {p.get('skipped') or 'failed: ' + p.get('failed', '')[-300:]}"]
+        if "file" in p:
+            lines.append(f"* details: `{p['file']}`")
     ref = res["exchange_reference"]
     runs = ref.get("seconds_per_step_runs", [ref["seconds_per_step"]])
     lines += ["", f"Exposed = step time minus the step time of the same {n}-rank job with no "

@@ -158,10 +158,13 @@ def main(_):
             "bucket_bytes": [sum(sizes[i] for i in idx) for idx in order],
             "gradient_bytes": sum(sizes)})
     per_rank = np.array([FLAGS.local_batch / seconds, seconds])
-    total = parallel.allreduce_numpy([per_rank], op="sum")[0]
+    each = np.zeros(rt.size)
+    each[rt.rank] = seconds
+    total, each = parallel.allreduce_numpy([per_rank, each], op="sum")
     if rt.is_chief:
         record.update(images_per_second=float(total[0]),
-                      seconds_per_step=float(total[1]) / rt.size)
+                      seconds_per_step=float(total[1]) / rt.size,
+                      seconds_per_step_ranks=[float(x) for x in each])
         print(json.dumps(record), flush=True)
 
 

@@ -56,6 +56,37 @@ def test_smoke_suite_runs_end_to_end(tmp_path):
     for ext in ("md", "png"):
         assert os.path.getsize(tmp_path / f"smoke.{ext}") > 500
     assert "weak-scaling efficiency" in proc.stdout
+    (ours,) = [r for r in res["throughput"] if r["setup"] == "2 ranks x 1 core, lbsgd launcher"]
+    assert len(ours["weak_scaling_efficiency_runs"]) == 2       # the smoke suite's repetitions
+    assert set(res["pipelines"]["pipelines"]) == {"imagenet_folder", "cifar_arrays"}
+    assert all(p["headroom"] > 0 and p["core_share"] > 0
+               for p in res["pipelines"]["pipelines"].values())
+    assert res["peers"] == {"skipped": "not in this suite"}
+    assert "## Input pipeline headroom" in open(tmp_path / "smoke.md").read()
+
+
+def test_scaling_rows_pair_each_repetition():
+    """Each repetition's efficiency from its own pair; the rows keep the median run."""
+    one = [{"ranks": 1, "images_per_second": v, "seconds_per_step": 8 / v} for v in (10, 8, 9)]
+    many = [{"ranks": 2, "images_per_second": v, "seconds_per_step": 8 / v} for v in (19, 16, 9)]
+    r1, r2 = bench.scaling_rows(list(zip(one, many)))
+    assert r2["weak_scaling_efficiency_runs"] == pytest.approx([0.95, 1.0, 0.5])
+    assert r2["weak_scaling_efficiency"] == pytest.approx(0.95)
+    assert r1["images_per_second"] == 9 and r2["images_per_second"] == 16
+    assert r1["images_per_second_runs"] == [10, 8, 9]
+
+
+def test_peer_ratio_lines_of_a_peers_result():
+    res = {"summary": {"lbsgd": {"images_per_second": {}},
+                       "jax_dataparallel": {"ratio_to_lbsgd": {"median": 0.61, "min": 0.58,
+                                                               "max": 0.64,
+                                                               "values": [0.64, 0.58]}},
+                       "mwms (.venv)": {"fails": "TypeError: PerReplica", "failed_rounds": 2}},
+           "skipped": {"horovod_tf_keras": "no .venv-peers/tf_keras"}}
+    assert bench.peer_ratio_lines(res) == [
+        "peer jax_dataparallel / lbsgd: 0.61x [0.58-0.64] over 2 rounds",
+        "peer mwms (.venv): fails: TypeError: PerReplica",
+        "peer horovod_tf_keras: skipped, no .venv-peers/tf_keras"]
 
 
 def test_overlap_benchmark_exposed_time_per_round():

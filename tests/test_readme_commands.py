@@ -55,7 +55,7 @@ def test_readme_probe_command_config_validates(line, args, np_):
     cfg.validate_for(np_)
 
 
-BENCHMARKS = ("reproduce", "overlap", "grow_ranks", "peers")
+BENCHMARKS = ("reproduce", "overlap", "overlap_timeline", "grow_ranks", "peers", "pipeline")
 
 
 def readme_benchmark_commands():
@@ -81,7 +81,7 @@ def test_the_readme_runs_each_measurement_benchmark():
 def test_readme_benchmark_command_plans(tmp_path, line, name, args):
     """Each measurement command the README prints parses and plans its runs as printed."""
     extra = ["--plan"] if "--plan" not in args and "--readme" not in args else []
-    if name not in ("overlap", "peers"):
+    if name not in ("overlap", "overlap_timeline", "peers", "pipeline"):
         extra += ["--runs", str(tmp_path / "runs")]
     proc = run_python("-m", f"benchmarks.{name}", *args, *extra)   # a plan writes nothing
     assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
