@@ -65,9 +65,11 @@ def readme_benchmark_commands():
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #")[0].strip()
+            if line.startswith("#") or "-m benchmarks." not in line:
+                continue
+            words = shlex.split(line)
             for name in BENCHMARKS:
-                if f"-m benchmarks.{name}" in line and not line.startswith("#"):
-                    words = shlex.split(line)
+                if f"benchmarks.{name}" in words:   # whole words: overlap is not overlap_timeline
                     found.append((line, name, words[words.index(f"benchmarks.{name}") + 1:]))
     return found
 
