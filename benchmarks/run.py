@@ -357,7 +357,7 @@ def main(argv=None) -> int:
         res["peers"] = peers(suite["peers_rounds"], os.path.join(args.out,
                                                                  f"{args.suite}_peers"), log)
     else:
-        res["peers"] = {"skipped": "not in this suite"}
+        res["peers"] = {"not_run": "not in this suite"}
     res["seconds"] = time.perf_counter() - t_start
 
     sys.path.insert(0, ROOT)
@@ -418,16 +418,6 @@ def report(res: dict) -> str:
                                 else f" + {r['compression']} wire")
         lines.append(f"| {name} | {r['seconds_per_step']:.3f} | {comm:.3f} | "
                      f"{exposed:.3f} | {hidden} |")
-    if "pipelines" in res:
-        from benchmarks import pipeline as pipe
-        lines += ["", "## Input pipeline headroom", "", *pipe.markdown_rows(res["pipelines"])]
-    if "peers" in res:
-        p = res["peers"]
-        lines += ["", "## The peers (images/s ratio to lbsgd, same run)", ""]
-        lines += [f"* {x}" for x in peer_ratio_lines(p)] or [
-            f"* {p.get('skipped') or 'failed: ' + p.get('failed', '')[-300:]}"]
-        if "file" in p:
-            lines.append(f"* details: `{p['file']}`")
     ref = res["exchange_reference"]
     runs = ref.get("seconds_per_step_runs", [ref["seconds_per_step"]])
     lines += ["", f"Exposed = step time minus the step time of the same {n}-rank job with no "
@@ -437,6 +427,18 @@ def report(res: dict) -> str:
               "activities in Horovod's timeline (after negotiation), per step; overlapped = "
               "1 - exposed / comm. Step times are medians of the timed steps; the "
               "reference's drift between its two runs is the error bar of `exposed`."]
+    if "pipelines" in res:
+        from benchmarks import pipeline as pipe
+        lines += ["", "## Input pipeline headroom", "", *pipe.markdown_rows(res["pipelines"])]
+    if "peers" in res:
+        p = res["peers"]
+        lines += ["", "## The peers (images/s ratio to lbsgd, same run)", ""]
+        if "not_run" in p or "failed" in p:
+            lines.append(f"* {p.get('not_run') or 'failed: ' + p['failed'][-300:]}")
+        else:
+            lines += [f"* {x}" for x in peer_ratio_lines(p)]
+        if "file" in p:
+            lines.append(f"* details: `{p['file']}`")
     return "\n".join(lines) + "\n"
 
 

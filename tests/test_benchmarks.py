@@ -61,7 +61,7 @@ def test_smoke_suite_runs_end_to_end(tmp_path):
     assert set(res["pipelines"]["pipelines"]) == {"imagenet_folder", "cifar_arrays"}
     assert all(p["headroom"] > 0 and p["core_share"] > 0
                for p in res["pipelines"]["pipelines"].values())
-    assert res["peers"] == {"skipped": "not in this suite"}
+    assert res["peers"] == {"not_run": "not in this suite"}
     assert "## Input pipeline headroom" in open(tmp_path / "smoke.md").read()
 
 
