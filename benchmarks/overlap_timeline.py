@@ -47,18 +47,9 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import many_hosts as MH  # noqa: E402
 from benchmarks.overlap import MODELS, SMOKE, rotated  # noqa: E402
-from benchmarks.run import _env, _json_line, timeline_comm_seconds  # noqa: E402
+from benchmarks.run import _env, _json_line, read_timeline, timeline_comm_seconds  # noqa: E402,F401
 
 JOBS = ("none", "grouped", "overlap")
-
-
-def read_timeline(path: str) -> list[dict]:
-    """A Horovod timeline's events (a Chrome trace that Horovod may leave unterminated)."""
-    with open(path) as f:
-        text = f.read().strip()
-    if not text.endswith("]"):
-        text = text.rstrip(",\n ") + "]"
-    return json.loads(text)
 
 
 def collectives(events: list[dict]) -> list[dict]:

@@ -157,6 +157,15 @@ print(json.dumps({{"flops": 3 * 2 * macs}}))
     return _run([PY, "-c", code], _env())["flops"]
 
 
+def read_timeline(path: str) -> list[dict]:
+    """A Horovod timeline's events (a Chrome trace that Horovod may leave unterminated)."""
+    with open(path) as f:
+        text = f.read().strip()
+    if not text.endswith("]"):
+        text = text.rstrip(",\n ") + "]"
+    return json.loads(text)
+
+
 def timeline_comm_seconds(path: str) -> dict:
     """Communication activity in a Horovod timeline (Chrome trace JSON, written by rank 0).
 
@@ -165,11 +174,7 @@ def timeline_comm_seconds(path: str) -> dict:
     MPI/memcpy phases) are collected over all tensors and their union is
     summed, so tensors processed together (fused) are counted once.
     """
-    with open(path) as f:
-        text = f.read().strip()
-    if not text.endswith("]"):
-        text = text.rstrip(",\n ") + "]"
-    events = json.loads(text)
+    events = read_timeline(path)
     stacks, spans, tensors = {}, [], set()
     for e in events:
         ph, pid = e.get("ph"), e.get("pid")
