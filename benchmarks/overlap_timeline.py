@@ -47,7 +47,8 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import many_hosts as MH  # noqa: E402
 from benchmarks.overlap import MODELS, SMOKE, rotated  # noqa: E402
-from benchmarks.run import _env, _json_line, read_timeline, timeline_comm_seconds  # noqa: E402,F401
+from benchmarks.run import (_env, _json_line, read_timeline, timeline_comm_seconds,  # noqa: E402,F401
+                            union_seconds)
 
 JOBS = ("none", "grouped", "overlap")
 
@@ -85,18 +86,6 @@ def collectives(events: list[dict]) -> list[dict]:
             out.append({"bucket": key, "kind": name, "ready": ready.pop(pid, {}),
                         "begin": start + began, "end": start + e["ts"]})
     return out
-
-
-def _union(spans) -> float:
-    total, cur = 0.0, None
-    for b, e in sorted(spans):
-        if cur is None or b > cur[1]:
-            if cur is not None:
-                total += cur[1] - cur[0]
-            cur = [b, e]
-        else:
-            cur[1] = max(cur[1], e)
-    return total + (cur[1] - cur[0] if cur else 0.0)
 
 
 def step_buckets(colls: list[dict], begin: float, end: float) -> list[dict]:
@@ -147,7 +136,7 @@ def breakdown(colls: list[dict], stamps: dict, none_step: float, rate: float) ->
                       "last_ready": last_ready,
                       "last_ready_skew": bks[-1]["ready"] - bks[-1]["first"],
                       "comm_end": comm_end,
-                      "comm": _union([(b["begin"], b["end"]) for b in bks]),
+                      "comm": union_seconds([(b["begin"], b["end"]) for b in bks]),
                       "comm_uncontended": sum(seconds),
                       "queued": sum(max(0.0, b["begin"] - b["ready"]) for b in bks),
                       "tail": tail, "exposed": step - none_step,

@@ -166,6 +166,19 @@ def read_timeline(path: str) -> list[dict]:
     return json.loads(text)
 
 
+def union_seconds(spans) -> float:
+    """Length of the union of (begin, end) intervals: overlapping ones counted once."""
+    total, cur = 0.0, None
+    for b, e in sorted(spans):
+        if cur is None or b > cur[1]:
+            if cur is not None:
+                total += cur[1] - cur[0]
+            cur = [b, e]
+        else:
+            cur[1] = max(cur[1], e)
+    return total + (cur[1] - cur[0] if cur else 0.0)
+
+
 def timeline_comm_seconds(path: str) -> dict:
     """Communication activity in a Horovod timeline (Chrome trace JSON, written by rank 0).
 
@@ -185,17 +198,7 @@ def timeline_comm_seconds(path: str) -> dict:
             if not stacks[pid] and not name.startswith("NEGOTIATE"):
                 spans.append((start, e["ts"]))
                 tensors.add(pid)
-    spans.sort()
-    total, cur_s, cur_e = 0.0, None, None
-    for s_, t in spans:
-        if cur_e is None or s_ > cur_e:
-            if cur_e is not None:
-                total += cur_e - cur_s
-            cur_s, cur_e = s_, t
-        else:
-            cur_e = max(cur_e, t)
-    if cur_e is not None:
-        total += cur_e - cur_s
+    total = union_seconds(spans)
     return {"comm_seconds": total / 1e6, "tensors": len(tensors), "activities": len(spans)}
 
 

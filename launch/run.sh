@@ -13,6 +13,7 @@
 #   OMPI_MCA_mpi_yield_when_idle=1  ranks waiting in MPI yield the core instead of
 #                                   spinning (62% -> 97% weak scaling, 2 ranks on 2 cores)
 #   LBSGD_INTRA_OP_THREADS          TensorFlow threads per rank (default: cores / ranks per host)
+#   LBSGD_PIPELINE_THREADS          tf.data threads per rank (default: 1 per 4 intra-op threads)
 #   TF_CPP_MIN_LOG_LEVEL=2          TensorFlow start-up chatter off
 # HOROVOD_CYCLE_TIME is left at Horovod's default: 5 ms gained nothing for
 # ResNet-50 here and made small allreduces ~10x slower.

@@ -34,6 +34,13 @@ def test_timeline_union_of_collective_activities(tmp_path):
     assert out["tensors"] == 3 and out["activities"] == 3
 
 
+@pytest.mark.parametrize("spans, total", [([], 0.0), ([(0, 1)], 1.0), ([(3, 4), (0, 1)], 2.0),
+                                          ([(0, 2), (1, 3), (5, 6)], 4.0),
+                                          ([(0, 10), (2, 3)], 10.0), ([(0, 1), (1, 2)], 2.0)])
+def test_union_seconds_counts_overlaps_once(spans, total):
+    assert bench.union_seconds(spans) == pytest.approx(total)
+
+
 def test_smoke_suite_runs_end_to_end(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--suite", "smoke",
                            "--out", str(tmp_path)], cwd=ROOT, env=launch_env(),

@@ -289,6 +289,26 @@ def test_pipeline_reads_the_switch_at_run_time(image_folder):
     assert not all(windows[0]) and all(windows[1])
 
 
+@pytest.mark.parametrize("cores, threads", [(1, 1), (2, 1), (4, 1), (5, 2), (8, 2), (16, 4),
+                                            (56, 14), (112, 28)])
+def test_pipeline_threads_one_per_4_cores_of_the_rank(monkeypatch, cores, threads):
+    monkeypatch.delenv("LBSGD_PIPELINE_THREADS", raising=False)
+    assert data.pipeline_threads(cores) == threads
+
+
+def test_pipeline_threads_env_and_the_datasets_pool(monkeypatch):
+    monkeypatch.setenv("LBSGD_PIPELINE_THREADS", "3")
+    assert data.pipeline_threads(64) == 3
+    src = data.load_source(DataConfig(name="synthetic", image_size=8, num_train=64))
+    for ds in (data.train_dataset(src, 8, 0, 0, 1, 0, 1), data.val_dataset(src, 8, 0, 1)):
+        assert ds.options().threading.private_threadpool_size == 3
+        assert ds.options().autotune.enabled is False
+    for bad in ("0", "two"):
+        monkeypatch.setenv("LBSGD_PIPELINE_THREADS", bad)
+        with pytest.raises(ValueError, match=f"LBSGD_PIPELINE_THREADS={bad!r}"):
+            data.pipeline_threads(4)
+
+
 @pytest.mark.parametrize("name", ["imagenet2012", "cifar10"])
 def test_unprepared_tfds_data_names_data_dir(tmp_path, name):
     with pytest.raises(ConfigError, match=r"data.data_dir="):

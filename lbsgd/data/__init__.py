@@ -18,6 +18,7 @@ _WHERE = {
     "IMAGE_EXTENSIONS": "lbsgd.config.data", "epoch_indices": "pipeline",
     "epoch_train_dataset": "pipeline", "fixed_train_subset": "pipeline",
     "steps_per_epoch": "pipeline", "train_dataset": "pipeline", "val_dataset": "pipeline",
+    "pipeline_threads": "pipeline", "CORES_PER_PIPELINE_THREAD": "pipeline",
     "IMAGE_SIGNATURES": "sources", "Source": "sources", "load_source": "sources",
     "num_train_examples": "sources", "read_idx": "sources", "stratified_subset": "sources",
     "subset_indices": "sources",

@@ -13,6 +13,9 @@ epochs.
 
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -100,12 +103,45 @@ def _epochs_batches(source: Source, global_batch: int, seed: int, rank: int, siz
     return _without_autotune(ds.prefetch(tf.data.AUTOTUNE))
 
 
+# Cores of training one pipeline thread serves by default. Measured on a 2-core AMD EPYC
+# (benchmarks/results/pipeline.md): one thread decodes and augments 182 ImageNet-style
+# JPEGs/s (500x375 -> 224) where ResNet-50 trains 0.5 img/s per core, and 6,037 32x32
+# images/s where ResNet-20 trains 41 per core and the Fashion-MNIST ResNet-8, the lightest
+# model lbsgd ships, about 590: one thread keeps up with 10 cores of the lightest model
+# and 147-364 of the others. One per 4 cores leaves >= 2.5x for the lightest.
+CORES_PER_PIPELINE_THREAD = 4
+
+
+def pipeline_threads(cores: int | None = None) -> int:
+    """tf.data threads of this rank's pipelines: env `LBSGD_PIPELINE_THREADS`, else one
+    per CORES_PER_PIPELINE_THREAD (4) of the rank's cores (its intra-op threads), >= 1.
+
+    A fixed private pool per rank: tf.data's default pool has a thread per core of the
+    host in every rank, which oversubscribes a host shared by several ranks.
+    """
+    env = os.environ.get("LBSGD_PIPELINE_THREADS")
+    if env:
+        try:
+            threads = int(env)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise ValueError(f"LBSGD_PIPELINE_THREADS must be an integer >= 1. "
+                             f"Received: LBSGD_PIPELINE_THREADS={env!r}")
+        return threads
+    if cores is None:
+        cores = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
+    return max(1, math.ceil(cores / CORES_PER_PIPELINE_THREAD))
+
+
 def _without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
     """tf.data's autotuning thread sleeps with a period that doubles up to a minute, and
     destroying an iterator waits for it: 20-35 s lost at the end of every `fit` (measured
-    here). The pipelines run ~10x faster than training, so fixed parallelism is enough."""
+    here). Fixed parallelism instead: a private pool of pipeline_threads() threads, which
+    the maps' AUTOTUNE parallelism takes as its width once autotuning is off."""
     options = tf.data.Options()
     options.autotune.enabled = False
+    options.threading.private_threadpool_size = pipeline_threads()
     return ds.with_options(options)
 
 
