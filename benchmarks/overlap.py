@@ -48,13 +48,14 @@ EXCHANGES = ("none", "grouped", "per_tensor", "overlap", "overlap_reducescatter"
 
 
 def step(model: str, spec: dict, link: str, exchange: str, bucket_mb: float,
-         timeline: str | None = None) -> dict:
-    """One 2-rank job's record (seconds per step: the median of its timed steps)."""
+         timeline: str | None = None, extra_args=()) -> dict:
+    """One 2-rank job's record (seconds per step: the median of its timed steps); with
+    `timeline`, Horovod's timeline written there and its communication per step."""
     args = ["-m", "benchmarks.throughput", f"--model={model}",
             f"--local_batch={spec['local_batch']}", f"--image_size={spec['image_size']}",
             f"--num_classes={spec['num_classes']}", f"--steps={spec['steps']}",
             f"--warmup_steps={spec['warmup']}", f"--exchange={exchange}",
-            f"--bucket_mb={bucket_mb}"]
+            f"--bucket_mb={bucket_mb}", *extra_args]
     hosts = ["-H", ",".join(f"{h}:1" for h in MH.HOSTS)] if link != "local" else []
     env = _env(**({"HOROVOD_TIMELINE": timeline} if timeline else {}))
     cmd = [os.path.join(ROOT, "launch", "run.sh"), "-np", "2", *hosts, PY, *args]

@@ -46,9 +46,8 @@ PY = sys.executable
 sys.path.insert(0, ROOT)
 
 from benchmarks import many_hosts as MH  # noqa: E402
-from benchmarks.overlap import MODELS, SMOKE, rotated  # noqa: E402
-from benchmarks.run import (_env, _json_line, read_timeline, timeline_comm_seconds,  # noqa: E402,F401
-                            union_seconds)
+from benchmarks.overlap import MODELS, SMOKE, rotated, step  # noqa: E402
+from benchmarks.run import read_timeline, union_seconds  # noqa: E402
 
 JOBS = ("none", "grouped", "overlap")
 
@@ -155,30 +154,15 @@ def breakdown(colls: list[dict], stamps: dict, none_step: float, rate: float) ->
 
 def job(model: str, spec: dict, link: str, exchange: str, bucket_mb: float, tmp: str,
         tag: str) -> dict:
-    """One 2-rank job; for grouped and overlap its timeline (and overlap's step windows)."""
-    args = ["-m", "benchmarks.throughput", f"--model={model}",
-            f"--local_batch={spec['local_batch']}", f"--image_size={spec['image_size']}",
-            f"--num_classes={spec['num_classes']}", f"--steps={spec['steps']}",
-            f"--warmup_steps={spec['warmup']}", f"--exchange={exchange}",
-            f"--bucket_mb={bucket_mb}"]
-    extra, out = {}, {}
-    if exchange != "none":
-        extra["HOROVOD_TIMELINE"] = os.path.join(tmp, f"tl_{tag}.json")
+    """One 2-rank job (benchmarks.overlap.step); for grouped and overlap its timeline, for
+    overlap also its collectives and rank 0's step windows."""
+    timeline = os.path.join(tmp, f"tl_{tag}.json") if exchange != "none" else None
+    stamps = os.path.join(tmp, f"stamps_{tag}.json")
+    out = step(model, spec, link, exchange, bucket_mb, timeline,
+               extra_args=(f"--step_stamps={stamps}",) if exchange == "overlap" else ())
     if exchange == "overlap":
-        args.append(f"--step_stamps={os.path.join(tmp, f'stamps_{tag}.json')}")
-    hosts = ["-H", ",".join(f"{h}:1" for h in MH.HOSTS)] if link != "local" else []
-    cmd = [os.path.join(ROOT, "launch", "run.sh"), "-np", "2", *hosts, PY, *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(**extra), capture_output=True, text=True,
-                          timeout=1800)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
-    out = _json_line(proc.stdout)
-    if exchange == "grouped":
-        comm = timeline_comm_seconds(extra["HOROVOD_TIMELINE"])
-        out["comm_seconds_per_step"] = comm["comm_seconds"] / (spec["steps"] + spec["warmup"])
-    if exchange == "overlap":
-        out["events"] = collectives(read_timeline(extra["HOROVOD_TIMELINE"]))
-        with open(os.path.join(tmp, f"stamps_{tag}.json")) as f:
+        out["events"] = collectives(read_timeline(timeline))
+        with open(stamps) as f:
             out["stamps"] = json.load(f)
     return out
 
