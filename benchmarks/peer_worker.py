@@ -38,7 +38,8 @@ def _args(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup_steps", type=int, default=3)
     p.add_argument("--weights_out", default="",
-                   help="write process 0's weights after warmup_steps + steps steps (.npz)")
+                   help="write process 0's weights after warmup_steps + steps steps (.npz: "
+                        "trainable_NNN, and state_NNN for the non-trainable ones)")
     return p.parse_args(argv)
 
 
@@ -195,7 +196,12 @@ def main(argv=None) -> int:
     seconds = float(np.median(steps))
     if args.weights_out:
         tmp = args.weights_out + ".tmp.npz"
-        np.savez(tmp, *[np.asarray(w) for w in model.get_weights()])
+        # trainable weights and the state (BN moving statistics) apart: lbsgd averages
+        # the state over ranks at every epoch end, Horovod's Keras layer keeps rank 0's
+        np.savez(tmp, **{f"trainable_{i:03d}": np.asarray(w)
+                         for i, w in enumerate(model.trainable_weights)},
+                 **{f"state_{i:03d}": np.asarray(w)
+                    for i, w in enumerate(model.non_trainable_weights)})
         os.replace(tmp, args.weights_out)
     print(json.dumps({"model": args.model, "peer": args.peer, "processes": count,
                       "local_batch": args.local_batch, "steps": int(len(steps)),
