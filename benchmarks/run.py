@@ -56,7 +56,7 @@ SUITES = {
                                warmup=2),
               "overhead": dict(model="resnet20", batch=16, steps=3, rounds=1),
               "exchange_model": "resnet20", "bf16_model": "resnet20",
-              "scaling_repetitions": 2, "pipelines": "smoke", "peers_rounds": 0},
+              "scaling_repetitions": 1, "pipelines": "smoke", "peers_rounds": 0},
     "full": {"resnet50": dict(image_size=224, num_classes=1000, batches=[8, 16, 32], steps=8,
                               warmup=3),
              "resnet20": dict(image_size=32, num_classes=10, batches=[32, 64, 128], steps=30,
