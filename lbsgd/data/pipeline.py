@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from lbsgd.data.augment import AugmentSwitch
 from lbsgd.data.sources import Source
+from lbsgd.parallel.runtime import available_cores
 
 
 def steps_per_epoch(num_train: int, global_batch: int) -> int:
@@ -100,7 +101,7 @@ def _epochs_batches(source: Source, global_batch: int, seed: int, rank: int, siz
                              deterministic=True)
 
     ds = epochs.flat_map(epoch_stream).batch(global_batch // size, drop_remainder=True)
-    return _without_autotune(ds.prefetch(tf.data.AUTOTUNE))
+    return _fixed_parallelism(ds.prefetch(tf.data.AUTOTUNE))
 
 
 # Cores of training one pipeline thread serves by default. Measured on a 2-core AMD EPYC
@@ -130,11 +131,11 @@ def pipeline_threads(cores: int | None = None) -> int:
                              f"Received: LBSGD_PIPELINE_THREADS={env!r}")
         return threads
     if cores is None:
-        cores = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count() or 1
+        cores = tf.config.threading.get_intra_op_parallelism_threads() or available_cores()
     return max(1, math.ceil(cores / CORES_PER_PIPELINE_THREAD))
 
 
-def _without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+def _fixed_parallelism(ds: tf.data.Dataset) -> tf.data.Dataset:
     """tf.data's autotuning thread sleeps with a period that doubles up to a minute, and
     destroying an iterator waits for it: 20-35 s lost at the end of every `fit` (measured
     here). Fixed parallelism instead: a private pool of pipeline_threads() threads, which
@@ -149,7 +150,7 @@ def _unaugmented_batches(source: Source, items, labels, idx, local_batch: int):
     ds = tf.data.Dataset.from_tensor_slices((tf.gather(items, idx), tf.gather(labels, idx)))
     ds = ds.map(lambda x, y: (source.decode(x, False, tf.zeros([2], tf.int32)), y),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _without_autotune(ds.batch(max(1, local_batch)).cache().prefetch(tf.data.AUTOTUNE))
+    return _fixed_parallelism(ds.batch(max(1, local_batch)).cache().prefetch(tf.data.AUTOTUNE))
 
 
 def val_dataset(source: Source, local_batch: int, rank: int, size: int) -> tf.data.Dataset:
