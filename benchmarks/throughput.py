@@ -37,6 +37,8 @@ flags.DEFINE_float("bucket_mb", 4.0, "Bucket size of the overlapped exchanges, i
 flags.DEFINE_enum("compression", "none", ["none", "fp16"],
                   "Wire format of the exchanged gradients.")
 flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy (float32, mixed_bfloat16).")
+flags.DEFINE_bool("fused_bn", True, "BN by TensorFlow's fused kernel (model.fused_bn); "
+                  "--nofused_bn runs Keras' own layer.")
 flags.DEFINE_enum("mode", "lbsgd", ["lbsgd", "plain", "overhead"], "What to time.")
 flags.DEFINE_string("step_stamps", "", "Rank 0 writes here (JSON) each step's begin and end in "
                     "microseconds since the epoch, Horovod's timeline clock, and the bytes of "
@@ -55,7 +57,8 @@ def _build(lbsgd_stack: bool):
 
     keras.utils.set_random_seed(0)
     model = models.build_model(config.ModelConfig(name=FLAGS.model,
-                                                  dtype_policy=FLAGS.dtype_policy),
+                                                  dtype_policy=FLAGS.dtype_policy,
+                                                  fused_bn=FLAGS.fused_bn),
                                (FLAGS.image_size, FLAGS.image_size, 3), FLAGS.num_classes)
     opt = keras.optimizers.SGD(0.01, momentum=0.9)
     callbacks = []
@@ -115,7 +118,8 @@ def main(_):
               "local_batch": FLAGS.local_batch, "exchange": FLAGS.exchange,
               "bucket_mb": FLAGS.bucket_mb,
               "compression": FLAGS.compression,
-              "dtype_policy": FLAGS.dtype_policy, "mode": FLAGS.mode}
+              "dtype_policy": FLAGS.dtype_policy, "fused_bn": FLAGS.fused_bn,
+              "mode": FLAGS.mode}
     if FLAGS.mode == "overhead":
         built = {name: _build(name == "lbsgd") for name in ("plain", "lbsgd")}
         for name, (model, cbs) in built.items():   # trace both before timing

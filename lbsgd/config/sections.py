@@ -36,6 +36,9 @@ class ModelConfig:
         from this many training batches with the current weights (0 = off,
         the moving averages are used); at most one epoch of this rank's
         shard is drawn.
+      fused_bn: compute every BN with TensorFlow's fused kernel
+        (lbsgd.model.batchnorm; same variables and statistics as Keras'
+        layer, up to float rounding); False runs Keras' own layer.
     """
 
     name: str = "resnet20"
@@ -46,6 +49,7 @@ class ModelConfig:
     edsr_filters: int = 64
     stem_stride: int = 1
     precise_bn_batches: int = 0
+    fused_bn: bool = True
 
     def __post_init__(self):
         check_types(self, "model.")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import keras
 
+from lbsgd.model import batchnorm
 from lbsgd.run import rundir
 
 MODEL_NAME = rundir.MODEL
@@ -33,8 +34,9 @@ def _save(model: keras.Model, path: str) -> None:
 
 
 def inference_copy(model: keras.Model, name: str | None = None) -> keras.Model:
-    """An uncompiled copy of `model` (same layers, its current weights), for saving."""
-    copy = keras.Model.from_config(model.get_config())   # clone_model would keep the compile
+    """An uncompiled copy of `model` (same layers, its current weights), for saving; fused
+    BN layers become Keras' own (lbsgd.model.batchnorm), so the file loads without lbsgd."""
+    copy = keras.Model.from_config(batchnorm.as_keras_layers(model.get_config()))
     copy.set_weights(model.get_weights())
     if name:
         copy.name = name

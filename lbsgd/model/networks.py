@@ -19,14 +19,15 @@ import keras
 from keras import layers
 
 from lbsgd.config import ModelConfig
+from lbsgd.model.batchnorm import FusedBatchNormalization
 
 _CIFAR_DEPTHS = {"resnet8": 1, "resnet14": 2, "resnet20": 3, "resnet32": 5}
 
 
-def _bn(x, fraction: float, zero_gamma: bool, name: str):
-    return layers.BatchNormalization(
-        momentum=fraction, epsilon=1e-5, name=name,
-        gamma_initializer="zeros" if zero_gamma else "ones")(x)
+def _bn(x, fraction: float, zero_gamma: bool, name: str, fused: bool):
+    layer = FusedBatchNormalization if fused else layers.BatchNormalization
+    return layer(momentum=fraction, epsilon=1e-5, name=name,
+                 gamma_initializer="zeros" if zero_gamma else "ones")(x)
 
 
 def _conv(x, filters, kernel, stride, name):
@@ -37,7 +38,7 @@ def _conv(x, filters, kernel, stride, name):
 def cifar_resnet(input_shape, num_classes: int, blocks_per_stage: int,
                  bn_moving_average_fraction: float = 0.95,
                  zero_gamma_last_bn: bool = True, name: str = "resnet",
-                 stem_stride: int = 1) -> keras.Model:
+                 stem_stride: int = 1, fused_bn: bool = True) -> keras.Model:
     """He et al.'s 6n+2 CIFAR ResNet (n = blocks_per_stage; n=3 is ResNet-20).
 
     `stem_stride=2` makes the first convolution strided (feature maps of
@@ -45,19 +46,19 @@ def cifar_resnet(input_shape, num_classes: int, blocks_per_stage: int,
     fraction = bn_moving_average_fraction
     inputs = keras.Input(input_shape, name="image")
     x = _conv(inputs, 16, 3, stem_stride, "conv1")
-    x = layers.ReLU(name="relu1")(_bn(x, fraction, False, "bn1"))
+    x = layers.ReLU(name="relu1")(_bn(x, fraction, False, "bn1", fused_bn))
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(blocks_per_stage):
             stride = 2 if stage > 0 and block == 0 else 1
             p = f"s{stage + 1}b{block + 1}"
             shortcut = x
             y = _conv(x, filters, 3, stride, f"{p}_conv1")
-            y = layers.ReLU(name=f"{p}_relu1")(_bn(y, fraction, False, f"{p}_bn1"))
+            y = layers.ReLU(name=f"{p}_relu1")(_bn(y, fraction, False, f"{p}_bn1", fused_bn))
             y = _conv(y, filters, 3, 1, f"{p}_conv2")
-            y = _bn(y, fraction, zero_gamma_last_bn, f"{p}_bn2")
+            y = _bn(y, fraction, zero_gamma_last_bn, f"{p}_bn2", fused_bn)
             if stride != 1 or shortcut.shape[-1] != filters:
                 shortcut = _conv(shortcut, filters, 1, stride, f"{p}_proj")
-                shortcut = _bn(shortcut, fraction, False, f"{p}_proj_bn")
+                shortcut = _bn(shortcut, fraction, False, f"{p}_proj_bn", fused_bn)
             x = layers.ReLU(name=f"{p}_out")(layers.Add(name=f"{p}_add")([y, shortcut]))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",
@@ -67,12 +68,12 @@ def cifar_resnet(input_shape, num_classes: int, blocks_per_stage: int,
 
 def resnet50(input_shape=(224, 224, 3), num_classes: int = 1000,
              bn_moving_average_fraction: float = 0.95,
-             zero_gamma_last_bn: bool = True) -> keras.Model:
+             zero_gamma_last_bn: bool = True, fused_bn: bool = True) -> keras.Model:
     """ResNet-50 v1 (He et al. 2016), unmodified topology."""
     fraction = bn_moving_average_fraction
     inputs = keras.Input(input_shape, name="image")
     x = _conv(inputs, 64, 7, 2, "conv1")
-    x = layers.ReLU(name="relu1")(_bn(x, fraction, False, "bn1"))
+    x = layers.ReLU(name="relu1")(_bn(x, fraction, False, "bn1", fused_bn))
     x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
     for stage, (filters, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3))):
         for block in range(blocks):
@@ -80,14 +81,14 @@ def resnet50(input_shape=(224, 224, 3), num_classes: int = 1000,
             p = f"res{stage + 2}{chr(ord('a') + block)}"
             shortcut = x
             y = _conv(x, filters, 1, stride, f"{p}_branch2a")
-            y = layers.ReLU(name=f"{p}_relu2a")(_bn(y, fraction, False, f"{p}_bn2a"))
+            y = layers.ReLU(name=f"{p}_relu2a")(_bn(y, fraction, False, f"{p}_bn2a", fused_bn))
             y = _conv(y, filters, 3, 1, f"{p}_branch2b")
-            y = layers.ReLU(name=f"{p}_relu2b")(_bn(y, fraction, False, f"{p}_bn2b"))
+            y = layers.ReLU(name=f"{p}_relu2b")(_bn(y, fraction, False, f"{p}_bn2b", fused_bn))
             y = _conv(y, 4 * filters, 1, 1, f"{p}_branch2c")
-            y = _bn(y, fraction, zero_gamma_last_bn, f"{p}_bn2c")
+            y = _bn(y, fraction, zero_gamma_last_bn, f"{p}_bn2c", fused_bn)
             if block == 0:
                 shortcut = _conv(shortcut, 4 * filters, 1, stride, f"{p}_branch1")
-                shortcut = _bn(shortcut, fraction, False, f"{p}_bn1")
+                shortcut = _bn(shortcut, fraction, False, f"{p}_bn1", fused_bn)
             x = layers.ReLU(name=f"{p}_out")(layers.Add(name=f"{p}_add")([y, shortcut]))
     x = layers.GlobalAveragePooling2D(name="pool5")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",
@@ -154,7 +155,7 @@ def build_model(cfg: ModelConfig, input_shape, num_classes: int) -> keras.Model:
     if cfg.name == "edsr":
         return edsr(input_shape, cfg.edsr_blocks, cfg.edsr_filters)
     kwargs = dict(bn_moving_average_fraction=cfg.bn_moving_average_fraction,
-                  zero_gamma_last_bn=cfg.zero_gamma_last_bn)
+                  zero_gamma_last_bn=cfg.zero_gamma_last_bn, fused_bn=cfg.fused_bn)
     if cfg.name == "resnet50":
         return resnet50(input_shape, num_classes, **kwargs)
     return cifar_resnet(input_shape, num_classes, _CIFAR_DEPTHS[cfg.name], name=cfg.name,
