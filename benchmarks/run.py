@@ -464,6 +464,7 @@ def plot(res: dict, path: str) -> None:
         ax.set_xticks(range(len(sel)))
         ax.set_xticklabels([r["setup"].replace(", ", "\n") for r in sel], fontsize=7)
         ax.set_ylabel("images/s")
+        ax.set_ylim(0, 1.2 * max(r["images_per_second"] for r in sel))   # room for the labels
         ax.set_title(f"{model}, local batch {batch}", fontsize=9)
         for i, r in enumerate(sel):
             label = f"{r['images_per_second']:.1f}"

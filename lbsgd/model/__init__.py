@@ -2,6 +2,7 @@
 
 * `networks`: ResNet-50, CIFAR ResNets, EDSR (BN moving-average fraction,
   zero-gamma last BN)
+* `batchnorm`: Keras' BatchNormalization computed by TensorFlow's fused kernel
 * `precise_bn`: BN population statistics re-estimated with the current weights
 * `export`: a finished run as `model.keras` and `ensemble.keras`
 """
