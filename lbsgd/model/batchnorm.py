@@ -22,6 +22,7 @@ Keras' own layer (lbsgd.model.export), so they load without lbsgd.
 from __future__ import annotations
 
 import copy
+import functools
 
 import keras
 
@@ -50,12 +51,13 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         depth = x.shape[-1]
         gamma = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([depth])
         beta = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([depth])
+        kernel = functools.partial(tf.raw_ops.FusedBatchNormV3, x=x, scale=gamma, offset=beta,
+                                   epsilon=self.epsilon, exponential_avg_factor=1.0,
+                                   data_format="NHWC")
         if training and self.trainable:
             empty = tf.constant([], tf.float32)
-            y, mean, sample_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=gamma, offset=beta, mean=empty, variance=empty,
-                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-                is_training=True)
+            y, mean, sample_variance, _, _, _ = kernel(mean=empty, variance=empty,
+                                                       is_training=True)
             n = tf.cast(tf.size(x) // depth, tf.float32)
             variance = sample_variance * ((n - 1.0) / tf.maximum(n, 1.0))
             momentum = self.momentum
@@ -63,12 +65,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             self.moving_variance.assign(self.moving_variance * momentum
                                         + variance * (1.0 - momentum))
         else:
-            y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=x, scale=gamma, offset=beta,
-                mean=tf.cast(self.moving_mean, tf.float32),
-                variance=tf.cast(self.moving_variance, tf.float32),
-                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
-                is_training=False)
+            y = kernel(mean=self.moving_mean.value, variance=self.moving_variance.value,
+                       is_training=False)[0]
         return tf.cast(y, self.compute_dtype)
 
 
