@@ -149,7 +149,8 @@ def main(_):
     record["gradient_bytes"] = int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize
                                        for v in model.trainable_variables))
     windows = [] if FLAGS.step_stamps else None
-    seconds = _timed_fit(model, callbacks, ds, FLAGS.steps, FLAGS.warmup_steps, windows)
+    times = _step_times(model, callbacks, ds, FLAGS.steps, FLAGS.warmup_steps, windows)
+    seconds = float(np.median(times))
     if windows is not None and rt.is_chief:
         from lbsgd.parallel import exchange
         from lbsgd.run import checkpoint as ckpt
@@ -164,11 +165,15 @@ def main(_):
     per_rank = np.array([FLAGS.local_batch / seconds, seconds])
     each = np.zeros(rt.size)
     each[rt.rank] = seconds
-    total, each = parallel.allreduce_numpy([per_rank, each], op="sum")
+    each_step = np.zeros((rt.size, len(times)))
+    each_step[rt.rank] = times
+    total, each, each_step = parallel.allreduce_numpy([per_rank, each, each_step], op="sum")
     if rt.is_chief:
         record.update(images_per_second=float(total[0]),
                       seconds_per_step=float(total[1]) / rt.size,
-                      seconds_per_step_ranks=[float(x) for x in each])
+                      seconds_per_step_ranks=[float(x) for x in each],
+                      step_seconds_each_rank=[[round(float(t), 5) for t in row]
+                                              for row in each_step])
         print(json.dumps(record), flush=True)
 
 

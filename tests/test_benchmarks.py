@@ -58,8 +58,12 @@ def test_smoke_suite_runs_end_to_end(tmp_path):
                for r in res["exchanges"])
     assert res["exchange_reference"]["exchange"] == "none"
     assert len(res["exchange_reference"]["seconds_per_step_runs"]) == 2   # before and after
+    assert all(w >= 0 for w in res["exchange_reference"]["lockstep_wait_seconds_runs"])
+    assert len(res["exchange_reference"]["step_seconds_each_rank"]) == 2  # one row per rank
     assert res["overhead"]["overhead_ratio"] > 0 and res["bf16"]["ratio"] > 0
-    assert res["matmul_gflops"]["all_cores"] > 0
+    assert res["matmul_gflops"]["all_cores"] > 0 and res["matmul_gflops"]["bf16_all_cores"] > 0
+    runs = res["matmul_gflops_runs"]                             # start and end; the higher kept
+    assert len(runs) == 2 and res["matmul_gflops"]["one_core"] == max(r["one_core"] for r in runs)
     for ext in ("md", "png"):
         assert os.path.getsize(tmp_path / f"smoke.{ext}") > 500
     assert "weak-scaling efficiency" in proc.stdout
@@ -70,6 +74,16 @@ def test_smoke_suite_runs_end_to_end(tmp_path):
                for p in res["pipelines"]["pipelines"].values())
     assert res["peers"] == {"not_run": "not in this suite"}
     assert "## Input pipeline headroom" in open(tmp_path / "smoke.md").read()
+
+
+@pytest.mark.parametrize("steps, wait", [
+    ([[1.0, 2.0], [1.0, 2.0]], 0.0),                  # ranks in step: nothing to wait for
+    ([[1.0, 1.0], [2.0, 1.0]], 0.25),                 # step 0: max 2, mean 1.5; step 1: 0
+    ([[3.0, 1.0], [1.0, 3.0]], 1.0),                  # each rank slow in turn: 1 s each step
+    ([[1.0, 1.0], [1.0, 1.0], [4.0, 1.0]], 1.0),      # 3 ranks: step 0 max 4, mean 2
+    ([[2.0, 2.0]], 0.0), ([], 0.0)])                  # one rank, no steps
+def test_lockstep_wait_value_table(steps, wait):
+    assert bench.lockstep_wait(steps) == pytest.approx(wait)
 
 
 def test_scaling_rows_pair_each_repetition():
