@@ -63,15 +63,18 @@ def _data(args, index: int):
     return np.concatenate([x] * n), np.concatenate([y] * n)
 
 
-def _model(keras, args):
-    """lbsgd's network, built by whichever `keras` module is importable as `keras`."""
+def _model(keras, args, fused_bn: bool = False):
+    """lbsgd's network, built by whichever `keras` module is importable as `keras`; its BN is
+    that module's own BatchNormalization (what a user of that peer runs: tf_keras' is fused
+    by itself, JAX's is Keras'), unless `fused_bn` (lbsgd's, its default)."""
     keras.utils.set_random_seed(0)
     from lbsgd.model import networks
     shape = (args.image_size, args.image_size, 3)
     if args.model == "resnet50":
-        return networks.resnet50(shape, args.num_classes)
+        return networks.resnet50(shape, args.num_classes, fused_bn=fused_bn)
     depths = {"resnet8": 1, "resnet14": 2, "resnet20": 3, "resnet32": 5}
-    return networks.cifar_resnet(shape, args.num_classes, depths[args.model], name=args.model)
+    return networks.cifar_resnet(shape, args.num_classes, depths[args.model], name=args.model,
+                                 fused_bn=fused_bn)
 
 
 def _same_start(model) -> None:
@@ -118,7 +121,7 @@ def run_lbsgd(args, index):
     from lbsgd import parallel
     from lbsgd.parallel import runtime
     runtime.init(1, 1)
-    model = _model(keras, args)
+    model = _model(keras, args, fused_bn=True)
     if args.weights_out:
         _same_start(model)
     opt = parallel.DistributedOptimizer(keras.optimizers.SGD(0.01, momentum=0.9),
