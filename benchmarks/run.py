@@ -1,11 +1,12 @@
 """lbsgd's benchmark suite: throughput, scaling, overhead, gradient exchanges, bf16 (Codreanu et al.
 V-A, Tables V-VII; Lee et al. IV-B, VI-B).
 
-    .venv/bin/python -m benchmarks.run --suite quick     # < 15 min on 2 cores
+    .venv/bin/python -m benchmarks.run --suite quick     # ~27 min on 2 cores
     .venv/bin/python -m benchmarks.run --suite full
 
 Measures on synthetic data, every number in this one run:
-  * dense fp32 matmul peak of the machine (GFLOP/s), all cores and one core;
+  * dense matmul peak of the machine (GFLOP/s): fp32 on all cores and on one, bf16 on
+    all cores (the ceiling of bf16's gain), at the start and the end (the higher kept);
   * ResNet-50 (224^2) and ResNet-20 (32^2) images/s and seconds per step for
     1 rank x all cores, 1 rank x 1 core, N ranks x 1 core through lbsgd's
     launcher (launch/run.sh) and through plain horovodrun, per local batch;
@@ -19,6 +20,7 @@ Measures on synthetic data, every number in this one run:
     step time - step time of the same N-rank job without any gradient
     exchange;
   * bf16 mixed precision against fp32 (throughput ratio);
+  * the exchange reference's wait for the slower rank (`lockstep_wait`);
   * weak scaling repeated (1 rank x 1 core and N ranks paired, several
     repetitions): each repetition's efficiency, their median and range;
   * input pipeline headroom (benchmarks.pipeline): lbsgd's ImageNet-style and
