@@ -225,6 +225,20 @@ def lockstep_wait(step_seconds_each_rank) -> float:
     return float(np.mean(t.max(axis=0) - t.mean(axis=0)))
 
 
+def corun_efficiency(res: dict) -> list[float]:
+    """Weak-scaling efficiency of the exchange reference (N ranks, no exchange) against the
+    1 rank x 1 core row of the same model and local batch, one value per reference run."""
+    ref = res.get("exchange_reference")
+    if not ref:
+        return []
+    one = [r for r in res.get("throughput", []) if r["setup"] == "1 rank x 1 core"
+           and r["model"] == ref["model"] and r["local_batch"] == ref["local_batch"]]
+    if not one:
+        return []
+    runs = ref.get("seconds_per_step_runs", [ref["seconds_per_step"]])
+    return [one[0]["seconds_per_step"] / s for s in runs]
+
+
 def scaling_rows(pairs) -> tuple[dict, dict]:
     """The 1-rank and N-rank rows from repeated (1 rank x 1 core, N ranks) runs: each the
     median run's images/s and step time, every run kept, and the N-rank row's weak-scaling
@@ -471,6 +485,12 @@ def report(res: dict) -> str:
               "activities in Horovod's timeline (after negotiation), per step; overlapped = "
               "1 - exposed / comm. Step times are medians of the timed steps; the "
               "reference's drift between its two runs is the error bar of `exposed`."]
+    ceiling = corun_efficiency(res)
+    if ceiling:
+        lines += ["", f"Without any exchange the same {n} ranks reach "
+                  f"{' and '.join(f'{100 * e:.1f}%' for e in ceiling)} weak-scaling efficiency "
+                  "against the 1 rank x 1 core row (the reference's two runs): the ceiling of "
+                  "any exchange on this host, where co-running ranks share caches and memory."]
     if "lockstep_wait_seconds_runs" in ref:
         lines += ["", "Of the exposed time, waiting for the slower rank (each step's time on the "
                   "slowest rank minus the ranks' mean, in the reference's free-running steps; "

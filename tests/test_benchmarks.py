@@ -86,6 +86,16 @@ def test_lockstep_wait_value_table(steps, wait):
     assert bench.lockstep_wait(steps) == pytest.approx(wait)
 
 
+def test_corun_efficiency_of_the_committed_quick_run():
+    """The no-exchange ceiling from benchmarks/results/quick.json's own figures (2026-12-04:
+    1 rank x 1 core 2.3125 s/step; the 2-rank reference 2.3833 and 2.4745 s/step)."""
+    res = json.load(open(os.path.join(ROOT, "benchmarks", "results", "quick.json")))
+    assert bench.corun_efficiency(res) == pytest.approx([2.3125 / 2.3833, 2.3125 / 2.4745],
+                                                        abs=2e-4)
+    assert bench.corun_efficiency({"throughput": []}) == []
+    assert "Without any exchange the same 2 ranks reach 97.0% and 93.5%" in bench.report(res)
+
+
 def test_scaling_rows_pair_each_repetition():
     """Each repetition's efficiency from its own pair; the rows keep the median run."""
     one = [{"ranks": 1, "images_per_second": v, "seconds_per_step": 8 / v} for v in (10, 8, 9)]
