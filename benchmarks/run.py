@@ -119,7 +119,11 @@ def throughput(model, batch, spec, ranks=1, threads=None, launcher="lbsgd", exch
                 _env(threads, launcher_defaults=False, **extra))
 
 
-def matmul_peak(threads: int, dtype: str = "float32", n: int = 4096, reps: int = 7) -> float:
+PEAK_SIZE, PEAK_REPS = 4096, 7      # matmul_peak: the fastest of PEAK_REPS multiplies of this
+
+
+def matmul_peak(threads: int, dtype: str = "float32", n: int = PEAK_SIZE,
+                reps: int = PEAK_REPS) -> float:
     """Dense matmul GFLOP/s of the fastest of `reps` timed multiplies: this shared host slows
     whole seconds at a time, and a peak is what the hardware can do when it is let."""
     code = f"""
@@ -428,13 +432,14 @@ def main(argv=None) -> int:
 def report(res: dict) -> str:
     n = res["ranks"]
     mm = res["matmul_gflops"]
+    bf16_ceiling = mm["bf16_all_cores"] / mm["all_cores"]
     lines = [f"# lbsgd benchmarks, suite `{res['suite']}` ({res['cores']} cores)", "",
              f"Command: `{res['command']}` — {res['seconds'] / 60:.1f} min, every number from "
              "this one run.", "",
-             f"Dense matmul peak (the fastest of 7 multiplies of 4096², the higher of the "
-             f"suite's start and end): fp32 {mm['all_cores']:.0f} GFLOP/s on all cores, "
-             f"{mm['one_core']:.0f} on one; bf16 {mm['bf16_all_cores']:.0f} on all cores "
-             f"({mm['bf16_all_cores'] / mm['all_cores']:.2f}x fp32).", "",
+             f"Dense matmul peak (the fastest of {PEAK_REPS} multiplies of {PEAK_SIZE}², the "
+             f"higher of the suite's start and end): fp32 {mm['all_cores']:.0f} GFLOP/s on all "
+             f"cores, {mm['one_core']:.0f} on one; bf16 {mm['bf16_all_cores']:.0f} on all "
+             f"cores ({bf16_ceiling:.2f}x fp32).", "",
              "## Throughput and scaling", "",
              "| model | local batch | setup | img/s | s/step | weak-scaling eff. | GFLOP/s | "
              "of peak |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -463,8 +468,8 @@ def report(res: dict) -> str:
               f"cores): **{res['bf16']['ratio']:.3f}** "
               f"({res['bf16']['mixed_bfloat16']['images_per_second']:.2f} vs "
               f"{res['bf16']['float32']['images_per_second']:.2f} img/s); the dense bf16 / "
-              f"fp32 matmul ratio on this CPU, the ceiling of that gain: "
-              f"{mm['bf16_all_cores'] / mm['all_cores']:.2f}", "",
+              f"fp32 matmul ratio on this CPU, the ceiling of that gain: {bf16_ceiling:.2f}",
+              "",
               f"## Gradient exchanges ({res['exchanges'][0]['model']}, {n} ranks x 1 core, "
               f"local batch {res['exchanges'][0]['local_batch']})", "",
               "| exchange | s/step | comm s/step (timeline) | exposed comm s/step | overlapped |",

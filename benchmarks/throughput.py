@@ -95,11 +95,6 @@ def _step_times(model, callbacks, ds, steps, warmup, windows=None):
     return np.diff(stamps[warmup - 1:])
 
 
-def _timed_fit(model, callbacks, ds, steps, warmup, windows=None):
-    # The median step: this shared host stalls single steps by up to +60%.
-    return float(np.median(_step_times(model, callbacks, ds, steps, warmup, windows)))
-
-
 def main(_):
     import tensorflow as tf
 
@@ -123,7 +118,7 @@ def main(_):
     if FLAGS.mode == "overhead":
         built = {name: _build(name == "lbsgd") for name in ("plain", "lbsgd")}
         for name, (model, cbs) in built.items():   # trace both before timing
-            _timed_fit(model, cbs, ds, 1, FLAGS.warmup_steps)
+            _step_times(model, cbs, ds, 1, FLAGS.warmup_steps)
         steps = {"plain": [], "lbsgd": []}
         for r in range(FLAGS.rounds):   # ABBA order: no side always goes first
             order = ("plain", "lbsgd") if r % 2 == 0 else ("lbsgd", "plain")
@@ -150,7 +145,6 @@ def main(_):
                                        for v in model.trainable_variables))
     windows = [] if FLAGS.step_stamps else None
     times = _step_times(model, callbacks, ds, FLAGS.steps, FLAGS.warmup_steps, windows)
-    seconds = float(np.median(times))
     if windows is not None and rt.is_chief:
         from lbsgd.parallel import exchange
         from lbsgd.run import checkpoint as ckpt
@@ -162,15 +156,13 @@ def main(_):
             "steps": windows, "warmup_steps": FLAGS.warmup_steps,
             "bucket_bytes": [sum(sizes[i] for i in idx) for idx in order],
             "gradient_bytes": sum(sizes)})
-    per_rank = np.array([FLAGS.local_batch / seconds, seconds])
-    each = np.zeros(rt.size)
-    each[rt.rank] = seconds
     each_step = np.zeros((rt.size, len(times)))
     each_step[rt.rank] = times
-    total, each, each_step = parallel.allreduce_numpy([per_rank, each, each_step], op="sum")
+    (each_step,) = parallel.allreduce_numpy([each_step], op="sum")
+    each = np.median(each_step, axis=1)   # each rank's median step: this host stalls single steps
     if rt.is_chief:
-        record.update(images_per_second=float(total[0]),
-                      seconds_per_step=float(total[1]) / rt.size,
+        record.update(images_per_second=float(np.sum(FLAGS.local_batch / each)),
+                      seconds_per_step=float(np.mean(each)),
                       seconds_per_step_ranks=[float(x) for x in each],
                       step_seconds_each_rank=[[round(float(t), 5) for t in row]
                                               for row in each_step])
