@@ -39,12 +39,27 @@ flags.DEFINE_enum("compression", "none", ["none", "fp16"],
 flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy (float32, mixed_bfloat16).")
 flags.DEFINE_bool("fused_bn", True, "BN by TensorFlow's fused kernel (model.fused_bn); "
                   "--nofused_bn runs Keras' own layer.")
+flags.DEFINE_bool("fused_update", True, "SGD's momentum update as one fused kernel per "
+                  "variable (DistributedOptimizer's fused_update; --exchange=none's SGD the "
+                  "same); --nofused_update runs Keras' own ops.")
 flags.DEFINE_enum("mode", "lbsgd", ["lbsgd", "plain", "overhead"], "What to time.")
 flags.DEFINE_string("step_stamps", "", "Rank 0 writes here (JSON) each step's begin and end in "
                     "microseconds since the epoch, Horovod's timeline clock, and the bytes of "
                     "each gradient bucket in the order backprop issues them "
                     "(benchmarks.overlap_timeline).")
 FLAGS = flags.FLAGS
+
+
+def _fused_sgd(keras):
+    """Keras' SGD whose update is lbsgd's fused kernel (the no-exchange reference's)."""
+    from lbsgd.optim.decay import fused_momentum_update
+
+    class FusedSGD(keras.optimizers.SGD):
+        def update_step(self, gradient, variable, learning_rate):
+            fused_momentum_update(variable, self.momentums[self._get_variable_index(variable)],
+                                  gradient, learning_rate, self.momentum)
+
+    return FusedSGD
 
 
 def _build(lbsgd_stack: bool):
@@ -67,7 +82,10 @@ def _build(lbsgd_stack: bool):
             opt = parallel.DistributedOptimizer(opt, exchange=FLAGS.exchange,
                                                    weight_decay=1e-4, momentum_correction=True,
                                                    compression=FLAGS.compression,
-                                                   bucket_mb=FLAGS.bucket_mb)
+                                                   bucket_mb=FLAGS.bucket_mb,
+                                                   fused_update=FLAGS.fused_update)
+        elif FLAGS.fused_update:    # the no-exchange reference updates as the exchanges do
+            opt = _fused_sgd(keras)(0.01, momentum=0.9)
         callbacks = parallel.callbacks() + [cb.RunLogger(FLAGS.local_batch, 1)]
     model.compile(opt, "sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)
@@ -114,6 +132,7 @@ def main(_):
               "bucket_mb": FLAGS.bucket_mb,
               "compression": FLAGS.compression,
               "dtype_policy": FLAGS.dtype_policy, "fused_bn": FLAGS.fused_bn,
+              "fused_update": FLAGS.fused_update,
               "mode": FLAGS.mode}
     if FLAGS.mode == "overhead":
         built = {name: _build(name == "lbsgd") for name in ("plain", "lbsgd")}

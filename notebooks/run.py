@@ -39,8 +39,29 @@ def execute(name: str, out_path: str, timeout: int = 900, env: dict | None = Non
     start = time.perf_counter()
     client.execute(env=dict(os.environ if env is None else env))
     seconds = time.perf_counter() - start
+    drop_start_up_lines(nb)
     nbformat.write(nb, out_path)
     return seconds
+
+
+def drop_start_up_lines(nb) -> None:
+    """Removes TensorFlow's start-up INFO lines from the stream outputs (the launcher's
+    filter: lbsgd.rankstreams), and the outputs left empty: they depend on the host's
+    CPU (oneDNN's notice), not on the notebook."""
+    from lbsgd.rankstreams import is_start_up_info
+
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for out in cell.outputs:
+            if out.output_type == "stream":
+                out.text = "".join(line for line in out.text.splitlines(keepends=True)
+                                   if not is_start_up_info(line.encode()))
+                if not out.text:
+                    continue
+            kept.append(out)
+        cell.outputs = kept
 
 
 def main(argv=None) -> int:

@@ -169,6 +169,20 @@ def test_overlap_benchmark_smoke(tmp_path):
     assert "| local | resnet20 (16) | overlap |" in open(f"{out}.md").read()
 
 
+def test_update_benchmark_smoke():
+    """`python -m benchmarks.update` on ResNet-20: both paths timed every round, and the
+    fused update left the same weights and velocities as Keras' ops (float rounding)."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.update", "--model=resnet20",
+                           "--image_size=32", "--num_classes=10", "--steps=3", "--rounds=2"],
+                          cwd=ROOT, env=launch_env(), capture_output=True, text=True,
+                          timeout=600)    # a hang guard
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert record["variables"] == 65 and record["parameters"] == 272474   # ResNet-20, 10 classes
+    assert [len(v) for v in record["ms_per_update"].values()] == [2, 2]
+    assert record["max_difference_relative"] < 1e-5
+
+
 @pytest.mark.parametrize("ready, seconds, tail", [
     ([0.0, 1.0], [0.5, 0.5], 0.5),        # the link is free when each bucket is ready
     ([0.0, 0.1], [1.0, 0.5], 1.4),        # the second waits for the first: 1.5 - 0.1

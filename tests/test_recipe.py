@@ -218,6 +218,47 @@ def test_momentum_correction_matches_lr_outside_the_velocity():
     assert np.abs(w2.numpy() - ref).max() > 0.1
 
 
+@pytest.mark.parametrize("correction,weight_decay", [(True, 0.0), (True, 1e-2), (False, 1e-2)])
+def test_fused_sgd_update_is_keras_sgd_maths(correction, weight_decay):
+    # One ResourceApplyKerasMomentum per variable, the correction folded into the
+    # momentum, against Keras' own ops and the correction's pass over the velocities.
+    sched = S.GradualWarmup(S.PolynomialDecay(1.0, 20, begin_step=5), 5, 0.1)
+    init = [np.array([[1.0, -2.0], [0.5, 3.0]], np.float32), np.array([0.2, -0.1], np.float32)]
+    runs = {}
+    for fused in (True, False):
+        ws = [keras.Variable(a) for a in init]
+        opt = parallel.DistributedOptimizer(keras.optimizers.SGD(sched, momentum=0.9),
+                                            weight_decay=weight_decay,
+                                            momentum_correction=correction, fused_update=fused)
+        assert opt.fused_update is fused
+        opt.build(ws)
+        step = tf.function(lambda gs: opt.apply(gs, ws))
+        rng = np.random.default_rng(0)
+        for _ in range(14):
+            step([tf.constant(rng.normal(size=a.shape).astype(np.float32)) for a in init])
+        runs[fused] = [w.numpy() for w in ws] + [m.numpy() for m in opt.momentums]
+        assert int(opt.iterations.numpy()) == 14
+    for fused, plain in zip(runs[True], runs[False]):
+        np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-7)
+    assert np.abs(runs[True][0] - init[0]).max() > 0.5        # the weights did move
+
+
+@pytest.mark.parametrize("optimizer,kwargs,fused", [
+    (lambda: keras.optimizers.SGD(0.1, momentum=0.9), {}, True),
+    (lambda: keras.optimizers.SGD(0.1, momentum=0.9), {"fused_update": False}, False),
+    (lambda: keras.optimizers.SGD(0.1, momentum=0.9), {"momentum_correction": False}, True),
+    (lambda: keras.optimizers.SGD(0.1), {}, False),                       # no velocity
+    (lambda: keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), {}, False),
+    (lambda: keras.optimizers.SGD(0.1, momentum=0.9, gradient_accumulation_steps=2), {}, False),
+    (lambda: keras.optimizers.Adam(0.1), {}, False),
+])
+def test_fused_update_only_where_the_maths_is_keras_sgd_with_momentum(optimizer, kwargs, fused):
+    opt = parallel.DistributedOptimizer(optimizer(), **kwargs)
+    assert opt.fused_update is fused
+    again = type(opt).from_config(opt.get_config())            # model.save / load_model
+    assert again.fused_update is fused
+
+
 # --- the ImageNet-style pipeline on generated images --------------------------------------
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Large-batch optimizer pieces: weight decay, momentum correction, LARS (Codreanu et al. IV-B, V-B; You et al. 2017).
 
 * `decay`: Caffe-style L2 on the averaged gradient, which variables it
-  decays, the momentum correction
+  decays, the momentum correction, SGD's fused momentum update
 * `lars`: LARS as a Keras 3 optimizer
 """
 

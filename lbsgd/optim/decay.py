@@ -2,8 +2,9 @@
 
 Caffe-style L2 (g + wd w) on the averaged gradient for the variables
 :func:`default_decay_filter` selects (kernels; not biases or BN gamma/beta),
-and the momentum correction that keeps SGD's update right while the LR
-changes (warmup, cycles, batch growth).
+the momentum correction that keeps SGD's update right while the LR
+changes (warmup, cycles, batch growth), and SGD's momentum update as one
+fused kernel per variable with that correction folded in.
 """
 
 from __future__ import annotations
@@ -27,17 +28,44 @@ def add_l2_weight_decay(grads, variables, coefficient, decay_filter):
             for g, v in zip(grads, variables)]
 
 
-def correct_momentum(optimizer, variables):
-    """Momentum correction (Goyal et al.): scale the SGD velocity by lr_t / lr_{t-1}.
-
-    Keras' v <- m v - lr g then updates as u <- m u + g, w <- w - lr u even
-    while the LR changes (warmup, cycles, batch growth).
-    """
+def learning_rate_ratio(optimizer, variables):
+    """lr_t / lr_{t-1} for the momentum correction (1 at the first step); records lr_t."""
     if not optimizer.built:
         optimizer.build(variables)
     lr = tf.cast(optimizer._get_current_learning_rate(), tf.float32)
     prev = tf.convert_to_tensor(optimizer.previous_learning_rate)
     ratio = tf.where(prev > 0, lr / tf.where(prev > 0, prev, 1.0), 1.0)
+    optimizer.previous_learning_rate.assign(lr)
+    return ratio
+
+
+def correct_momentum(optimizer, variables):
+    """Momentum correction (Goyal et al.): scale the SGD velocity by lr_t / lr_{t-1}.
+
+    Keras' v <- m v - lr g then updates as u <- m u + g, w <- w - lr u even
+    while the LR changes (warmup, cycles, batch growth). A pass over every
+    velocity; the fused SGD update folds the ratio into m instead
+    (lbsgd.parallel.exchange).
+    """
+    ratio = learning_rate_ratio(optimizer, variables)
     for m in getattr(optimizer, "momentums", []):
         m.assign(m * tf.cast(ratio, m.dtype))
-    optimizer.previous_learning_rate.assign(lr)
+
+
+def fused_momentum_update(variable, velocity, gradient, learning_rate, momentum,
+                          velocity_scale=None):
+    """Keras' SGD momentum step as one kernel: v <- m' v - lr g; w <- w + v, m' = m * scale.
+
+    `ResourceApplyKerasMomentum` reads w, v and g once, where Keras' ops take
+    four passes and the momentum correction's scaling of v a fifth;
+    `velocity_scale` (lr_t / lr_{t-1}, or None) is that correction, folded
+    into the momentum. The same maths up to float rounding.
+    """
+    dtype = variable.dtype
+    momentum = tf.cast(momentum, tf.float32)
+    if velocity_scale is not None:
+        momentum = momentum * tf.cast(velocity_scale, tf.float32)
+    tf.raw_ops.ResourceApplyKerasMomentum(
+        var=variable.handle, accum=velocity.handle, lr=tf.cast(learning_rate, dtype),
+        grad=tf.cast(gradient, dtype), momentum=tf.cast(momentum, dtype),
+        use_locking=False, use_nesterov=False)
