@@ -349,6 +349,34 @@ def _distributed_class(base):
     return _CLASSES[base]
 
 
+def _check_wrappable(optimizer, weight_decay: float, decay_filter) -> None:
+    """DistributedOptimizer's arguments: a Keras optimizer, unbuilt, one weight decay."""
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise TypeError("Argument `optimizer` must be a keras.optimizers.Optimizer. "
+                        f"Received: optimizer={optimizer!r}")
+    if getattr(optimizer, "built", False):
+        raise ValueError("Argument `optimizer` must not be built yet (wrap it before "
+                         f"compile/fit). Received: optimizer={optimizer.name!r}")
+    native = getattr(optimizer, "weight_decay", None)
+    if weight_decay and native:
+        raise ValueError(
+            "Argument `weight_decay` would add a second weight decay: the optimizer already "
+            f"has Keras' decoupled weight_decay={native}. Use one of them. Received: "
+            f"weight_decay={weight_decay}")
+    if _owns_l2(optimizer):
+        own = float(keras.ops.convert_to_numpy(optimizer.l2_weight_decay))
+        if weight_decay and own:
+            raise ValueError(
+                "Argument `weight_decay` would set the weight decay twice: the optimizer "
+                f"already has l2_weight_decay={own} (inside its trust ratio). Use one of them. "
+                f"Received: weight_decay={weight_decay}")
+        if decay_filter is not None:
+            raise ValueError(
+                "Argument `decay_filter` does not apply: the optimizer decays inside its trust "
+                "ratio and chooses the variables by its `exclude_from_adaptation`. Received: "
+                f"decay_filter={decay_filter!r}")
+
+
 def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
                          exchange: str = "grouped",
                          weight_decay: float = 0.0,
@@ -383,30 +411,7 @@ def DistributedOptimizer(optimizer: keras.optimizers.Optimizer,
         (the same maths up to float rounding); False: Keras' own ops.
         Ignored for other optimizers.
     """
-    if not isinstance(optimizer, keras.optimizers.Optimizer):
-        raise TypeError("Argument `optimizer` must be a keras.optimizers.Optimizer. "
-                        f"Received: optimizer={optimizer!r}")
-    if getattr(optimizer, "built", False):
-        raise ValueError("Argument `optimizer` must not be built yet (wrap it before "
-                         f"compile/fit). Received: optimizer={optimizer.name!r}")
-    native = getattr(optimizer, "weight_decay", None)
-    if weight_decay and native:
-        raise ValueError(
-            "Argument `weight_decay` would add a second weight decay: the optimizer already "
-            f"has Keras' decoupled weight_decay={native}. Use one of them. Received: "
-            f"weight_decay={weight_decay}")
-    if _owns_l2(optimizer):
-        own = float(keras.ops.convert_to_numpy(optimizer.l2_weight_decay))
-        if weight_decay and own:
-            raise ValueError(
-                "Argument `weight_decay` would set the weight decay twice: the optimizer "
-                f"already has l2_weight_decay={own} (inside its trust ratio). Use one of them. "
-                f"Received: weight_decay={weight_decay}")
-        if decay_filter is not None:
-            raise ValueError(
-                "Argument `decay_filter` does not apply: the optimizer decays inside its trust "
-                "ratio and chooses the variables by its `exclude_from_adaptation`. Received: "
-                f"decay_filter={decay_filter!r}")
+    _check_wrappable(optimizer, weight_decay, decay_filter)
     base = _base_class(type(optimizer))
     wrapped = _distributed_class(base).from_config(optimizer.get_config())
     wrapped._lbsgd_setup(exchange, weight_decay, decay_filter, momentum_correction,
