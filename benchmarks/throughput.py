@@ -12,6 +12,12 @@ Modes:
   overhead  both in one process, alternating rounds; prints the step-time
             ratio lbsgd / plain of the 25th-percentile steps, and of the
             medians (one process only)
+
+Every optimizer here is SGD with momentum 0.9 updating with the same kernel:
+lbsgd's fused update (--fused_update, the default; the plain Keras `fit` and
+--exchange=none's reference get it too, so an overhead or an exchange's cost
+is the stack's or the exchange's own), or Keras' own ops on all of them
+(--nofused_update).
 """
 
 import json
@@ -40,8 +46,8 @@ flags.DEFINE_string("dtype_policy", "float32", "Keras dtype policy (float32, mix
 flags.DEFINE_bool("fused_bn", True, "BN by TensorFlow's fused kernel (model.fused_bn); "
                   "--nofused_bn runs Keras' own layer.")
 flags.DEFINE_bool("fused_update", True, "SGD's momentum update as one fused kernel per "
-                  "variable (DistributedOptimizer's fused_update; --exchange=none's SGD the "
-                  "same); --nofused_update runs Keras' own ops.")
+                  "variable (DistributedOptimizer's fused_update; the plain fit's and "
+                  "--exchange=none's SGD the same); --nofused_update runs Keras' own ops.")
 flags.DEFINE_enum("mode", "lbsgd", ["lbsgd", "plain", "overhead"], "What to time.")
 flags.DEFINE_string("step_stamps", "", "Rank 0 writes here (JSON) each step's begin and end in "
                     "microseconds since the epoch, Horovod's timeline clock, and the bytes of "
@@ -75,17 +81,18 @@ def _build(lbsgd_stack: bool):
                                                   dtype_policy=FLAGS.dtype_policy,
                                                   fused_bn=FLAGS.fused_bn),
                                (FLAGS.image_size, FLAGS.image_size, 3), FLAGS.num_classes)
-    opt = keras.optimizers.SGD(0.01, momentum=0.9)
     callbacks = []
+    if lbsgd_stack and FLAGS.exchange != "none":
+        opt = parallel.DistributedOptimizer(keras.optimizers.SGD(0.01, momentum=0.9),
+                                            exchange=FLAGS.exchange,
+                                            weight_decay=1e-4, momentum_correction=True,
+                                            compression=FLAGS.compression,
+                                            bucket_mb=FLAGS.bucket_mb,
+                                            fused_update=FLAGS.fused_update)
+    else:   # the no-exchange reference and plain Keras update as lbsgd's optimizer does
+        opt = (_fused_sgd(keras) if FLAGS.fused_update else keras.optimizers.SGD)(
+            0.01, momentum=0.9)
     if lbsgd_stack:
-        if FLAGS.exchange != "none":
-            opt = parallel.DistributedOptimizer(opt, exchange=FLAGS.exchange,
-                                                   weight_decay=1e-4, momentum_correction=True,
-                                                   compression=FLAGS.compression,
-                                                   bucket_mb=FLAGS.bucket_mb,
-                                                   fused_update=FLAGS.fused_update)
-        elif FLAGS.fused_update:    # the no-exchange reference updates as the exchanges do
-            opt = _fused_sgd(keras)(0.01, momentum=0.9)
         callbacks = parallel.callbacks() + [cb.RunLogger(FLAGS.local_batch, 1)]
     model.compile(opt, "sparse_categorical_crossentropy", metrics=["accuracy"],
                   jit_compile=False)

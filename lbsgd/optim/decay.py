@@ -62,10 +62,10 @@ def fused_momentum_update(variable, velocity, gradient, learning_rate, momentum,
     into the momentum. The same maths up to float rounding.
     """
     dtype = variable.dtype
-    momentum = tf.cast(momentum, tf.float32)
+    momentum = tf.cast(momentum, dtype)        # as Keras casts it
     if velocity_scale is not None:
-        momentum = momentum * tf.cast(velocity_scale, tf.float32)
+        momentum = momentum * tf.cast(velocity_scale, dtype)
     tf.raw_ops.ResourceApplyKerasMomentum(
         var=variable.handle, accum=velocity.handle, lr=tf.cast(learning_rate, dtype),
-        grad=tf.cast(gradient, dtype), momentum=tf.cast(momentum, dtype),
+        grad=tf.cast(gradient, dtype), momentum=momentum,
         use_locking=False, use_nesterov=False)

@@ -265,7 +265,15 @@ class _DistributedMixin:
         if not self._lbsgd_fused_update:
             correct_momentum(self, variables)
             return super().apply(grads, trainable_variables)
-        self._lbsgd_velocity_scale = learning_rate_ratio(self, variables)
+        ratio = learning_rate_ratio(self, variables)
+        # The variables this step leaves alone (no gradient, or not passed) get the
+        # correction's pass, as the unfused path gives every velocity.
+        updated = {self._var_key(v) for v, g in zip(variables, grads) if g is not None}
+        for v in self._trainable_variables:
+            if self._var_key(v) not in updated:
+                velocity = self.momentums[self._get_variable_index(v)]
+                velocity.assign(velocity * tf.cast(ratio, velocity.dtype))
+        self._lbsgd_velocity_scale = ratio
         try:
             return super().apply(grads, trainable_variables)
         finally:
@@ -274,6 +282,10 @@ class _DistributedMixin:
     def update_step(self, gradient, variable, learning_rate):
         if not self._lbsgd_fused_update:
             return super().update_step(gradient, variable, learning_rate)
+        if self._lbsgd_momentum_correction and self._lbsgd_velocity_scale is None:
+            raise RuntimeError("The fused SGD update runs inside the optimizer's apply() only "
+                               "(it carries the momentum correction); call apply(), or wrap "
+                               "with fused_update=False.")
         fused_momentum_update(variable, self.momentums[self._get_variable_index(variable)],
                               gradient, learning_rate, self.momentum,
                               self._lbsgd_velocity_scale)
