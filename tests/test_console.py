@@ -121,10 +121,17 @@ def test_a_failing_rank_reaches_the_user(tmp_path):
         "import os, sys, time\n"
         "rank = int(os.environ['OMPI_COMM_WORLD_RANK'])\n"
         "print(f'hello from rank {rank}', flush=True)\n"
+        f"said = {str(tmp_path / 'rank0_said_hello')!r}\n"
+        "if rank == 0:\n"
+        "    open(said, 'w').close()\n"
         "if rank == 1:\n"
+        "    # fail only once rank 0 has printed: mpirun kills it at rank 1's exit\n"
+        "    deadline = time.time() + 60\n"
+        "    while not os.path.exists(said) and time.time() < deadline:\n"
+        "        time.sleep(0.05)\n"
         "    print('rank 1: the data directory vanished', file=sys.stderr, flush=True)\n"
         "    sys.exit(3)\n"
-        "time.sleep(5)\n")
+        "time.sleep(60)\n")
     proc = horovodrun(2, str(program), check=False, timeout=300)
     assert proc.returncode == 3
     assert proc.stdout == "hello from rank 0\n"                # rank 1 never on stdout

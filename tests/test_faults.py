@@ -203,7 +203,7 @@ def _snapshot(run_dir):
 
 def test_second_job_into_a_live_run_dir_is_refused_naming_the_holder(tmp_path):
     run_dir = str(tmp_path / "run")
-    first = _start("--epochs=40", f"--run_dir={run_dir}")
+    first = _start("--epochs=1000", f"--run_dir={run_dir}")   # still running when asked; killed below
     try:
         _wait_for_epochs(first, run_dir, 1)
         config_before = open(os.path.join(run_dir, "config.json")).read()
@@ -220,10 +220,14 @@ def test_second_job_into_a_live_run_dir_is_refused_naming_the_holder(tmp_path):
     finally:
         kill_session(first.pid)
         first.wait(timeout=60)
-    # the killed job's lock is stale: a new job takes it over
-    proc = horovodrun(2, *TRAIN, "--resume", f"--run_dir={run_dir}", "--epochs=3",
+    # the killed job's lock is stale: a new job takes it over and trains on (epochs stay
+    # above the config's 2 warmup epochs)
+    done = epochs_done(run_dir)
+    epochs = max(done + 1, 3)
+    proc = horovodrun(2, *TRAIN, "--resume", f"--run_dir={run_dir}", f"--epochs={epochs}",
                       "--allow_change=epochs")
     assert "took over the stale lock" in proc.stderr
+    assert epochs_done(run_dir) == epochs
     assert not os.path.exists(os.path.join(run_dir, "run.lock"))
 
 
