@@ -1,7 +1,10 @@
 """Shared helpers: run lbsgd under horovodrun exactly as a user would."""
 
+import glob
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +31,30 @@ def launch_env(all_ranks=False):
 
 
 RANK_TAG = re.compile(r"\[\d+,\d+\]<std(out|err)>:")
+HEARTBEATS = f"/dev/shm/lbsgd-heartbeat-{os.getuid()}-*"
+
+
+def pytest_sessionstart(session):
+    session.config.lbsgd_heartbeats_before = set(glob.glob(HEARTBEATS))
+
+
+def _rank_alive(beat_file):
+    try:
+        with open(beat_file) as f:
+            pid = int(json.load(f)["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return os.path.exists(f"/proc/{pid}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Heartbeat directories of the jobs this session's tests SIGKILLed whole (launcher,
+    guard and ranks: nothing of the job was left to remove them) go once no rank of theirs
+    runs; directories from before the session are left alone."""
+    before = getattr(session.config, "lbsgd_heartbeats_before", set())
+    for path in set(glob.glob(HEARTBEATS)) - before:
+        if not any(_rank_alive(f) for f in glob.glob(os.path.join(path, "rank*.json"))):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def assert_no_rank_started(proc):
