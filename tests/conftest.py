@@ -31,20 +31,25 @@ def launch_env(all_ranks=False):
 
 
 RANK_TAG = re.compile(r"\[\d+,\d+\]<std(out|err)>:")
-HEARTBEATS = f"/dev/shm/lbsgd-heartbeat-{os.getuid()}-*"
+
+
+def _heartbeat_dirs():
+    """Every job's heartbeat directories on this host (lbsgd.launcher.plan's one naming)."""
+    from lbsgd.launcher.plan import heartbeat_prefix
+    return set(glob.glob(heartbeat_prefix("*") + "*"))
 
 
 def pytest_sessionstart(session):
-    session.config.lbsgd_heartbeats_before = set(glob.glob(HEARTBEATS))
+    session.config.lbsgd_heartbeats_before = _heartbeat_dirs()
 
 
 def _rank_alive(beat_file):
+    from lbsgd.launcher.job import process_alive
     try:
         with open(beat_file) as f:
-            pid = int(json.load(f)["pid"])
+            return process_alive(int(json.load(f)["pid"]))
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return os.path.exists(f"/proc/{pid}")
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -52,7 +57,7 @@ def pytest_sessionfinish(session, exitstatus):
     guard and ranks: nothing of the job was left to remove them) go once no rank of theirs
     runs; directories from before the session are left alone."""
     before = getattr(session.config, "lbsgd_heartbeats_before", set())
-    for path in set(glob.glob(HEARTBEATS)) - before:
+    for path in _heartbeat_dirs() - before:
         if not any(_rank_alive(f) for f in glob.glob(os.path.join(path, "rank*.json"))):
             shutil.rmtree(path, ignore_errors=True)
 

@@ -187,13 +187,13 @@ def lost_host_run(cluster, tmp_path_factory):
     started = time.time()
     proc = start_job(2, *PHANTOM, f"--run_dir={run_dir}", hosts=HOSTS)
 
-    def in_epoch_2():
+    def epoch_1_checkpointed():
         beat = _rank0_heartbeat(started)
         return beat if beat and epochs_done(run_dir) >= 1 else None
 
     beat = {}
     try:
-        beat = wait_while_running(proc, in_epoch_2, "rank 0's heartbeat in epoch 2", 600,
+        beat = wait_while_running(proc, epoch_1_checkpointed, "epoch 1's checkpoint", 600,
                                   poll=0.02)
         os.kill(beat["pid"], signal.SIGSTOP)
         try:
