@@ -36,7 +36,8 @@ flags.DEFINE_integer("image_size", 224, "Square input side.")
 flags.DEFINE_integer("num_classes", 1000, "Classes of the synthetic labels.")
 flags.DEFINE_integer("warmup_steps", 3, "Untimed steps (tracing, caches).")
 flags.DEFINE_integer("steps", 10, "Timed steps (per round in overhead mode).")
-flags.DEFINE_integer("rounds", 3, "Alternating rounds in overhead mode.")
+flags.DEFINE_integer("rounds", 3, "Alternating rounds in overhead mode (benchmarks.profile: "
+                     "rounds per dtype).")
 flags.DEFINE_string("exchange", "grouped", "Gradient exchange; 'none' keeps each rank's own "
                     "gradient (no communication: the compute-only reference of a job).")
 flags.DEFINE_float("bucket_mb", 4.0, "Bucket size of the overlapped exchanges, in MiB.")
@@ -56,7 +57,7 @@ flags.DEFINE_string("step_stamps", "", "Rank 0 writes here (JSON) each step's be
 FLAGS = flags.FLAGS
 
 
-def _fused_sgd(keras):
+def fused_sgd(keras):
     """Keras' SGD whose update is lbsgd's fused kernel (the no-exchange reference's)."""
     from lbsgd.optim.decay import fused_momentum_update
 
@@ -68,7 +69,9 @@ def _fused_sgd(keras):
     return FusedSGD
 
 
-def _build(lbsgd_stack: bool):
+def build(lbsgd_stack: bool, dtype_policy: str | None = None):
+    """The benchmark's model, compiled, and the callbacks of lbsgd's stack (if `lbsgd_stack`),
+    from the flags; `dtype_policy` overrides --dtype_policy."""
     import keras
 
     from lbsgd.run import callbacks as cb
@@ -78,7 +81,7 @@ def _build(lbsgd_stack: bool):
 
     keras.utils.set_random_seed(0)
     model = models.build_model(config.ModelConfig(name=FLAGS.model,
-                                                  dtype_policy=FLAGS.dtype_policy,
+                                                  dtype_policy=dtype_policy or FLAGS.dtype_policy,
                                                   fused_bn=FLAGS.fused_bn),
                                (FLAGS.image_size, FLAGS.image_size, 3), FLAGS.num_classes)
     callbacks = []
@@ -90,7 +93,7 @@ def _build(lbsgd_stack: bool):
                                             bucket_mb=FLAGS.bucket_mb,
                                             fused_update=FLAGS.fused_update)
     else:   # the no-exchange reference and plain Keras update as lbsgd's optimizer does
-        opt = (_fused_sgd(keras) if FLAGS.fused_update else keras.optimizers.SGD)(
+        opt = (fused_sgd(keras) if FLAGS.fused_update else keras.optimizers.SGD)(
             0.01, momentum=0.9)
     if lbsgd_stack:
         callbacks = parallel.callbacks() + [cb.RunLogger(FLAGS.local_batch, 1)]
@@ -99,7 +102,7 @@ def _build(lbsgd_stack: bool):
     return model, callbacks
 
 
-def _step_times(model, callbacks, ds, steps, warmup, windows=None):
+def step_times(model, callbacks, ds, steps, warmup, windows=None):
     """Seconds of each of `steps` timed steps, after `warmup` untimed ones; each step's
     [begin, end] in microseconds since the epoch appended to `windows` if given."""
     import keras
@@ -142,15 +145,15 @@ def main(_):
               "fused_update": FLAGS.fused_update,
               "mode": FLAGS.mode}
     if FLAGS.mode == "overhead":
-        built = {name: _build(name == "lbsgd") for name in ("plain", "lbsgd")}
+        built = {name: build(name == "lbsgd") for name in ("plain", "lbsgd")}
         for name, (model, cbs) in built.items():   # trace both before timing
-            _step_times(model, cbs, ds, 1, FLAGS.warmup_steps)
+            step_times(model, cbs, ds, 1, FLAGS.warmup_steps)
         steps = {"plain": [], "lbsgd": []}
         for r in range(FLAGS.rounds):   # ABBA order: no side always goes first
             order = ("plain", "lbsgd") if r % 2 == 0 else ("lbsgd", "plain")
             for name in order:
                 model, cbs = built[name]
-                steps[name].extend(_step_times(model, cbs, ds, FLAGS.steps, 1))
+                steps[name].extend(step_times(model, cbs, ds, FLAGS.steps, 1))
         # Stalls of this shared host slow single steps and whole rounds by up
         # to +60%, on either side; the ratio compares each side's typical
         # uncontended step (25th percentile of all its steps), and the
@@ -166,11 +169,11 @@ def main(_):
                       step_quartiles={k: [float(x) for x in v] for k, v in q.items()})
         print(json.dumps(record), flush=True)
         return
-    model, callbacks = _build(FLAGS.mode == "lbsgd")
+    model, callbacks = build(FLAGS.mode == "lbsgd")
     record["gradient_bytes"] = int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize
                                        for v in model.trainable_variables))
     windows = [] if FLAGS.step_stamps else None
-    times = _step_times(model, callbacks, ds, FLAGS.steps, FLAGS.warmup_steps, windows)
+    times = step_times(model, callbacks, ds, FLAGS.steps, FLAGS.warmup_steps, windows)
     if windows is not None and rt.is_chief:
         from lbsgd.parallel import exchange
         from lbsgd.run import checkpoint as ckpt

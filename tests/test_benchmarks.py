@@ -293,3 +293,91 @@ def test_grow_ranks_verdicts_need_separated_ranges():
     assert s["verdicts"] == {"seconds": "grow higher", "top1": "inconclusive"}
     assert s["grow"]["seconds"]["mean"] == 301 and s["fixed"]["seconds_to"]["0.9"]["max"] == 252
     assert G.summarise({0: apart[0]})["verdicts"]["seconds"] == "too few seeds"
+
+
+@pytest.mark.parametrize("op_type, kind", [
+    ("_MklNativeConv2D", "conv_forward"),
+    ("Conv2D", "conv_forward"),
+    ("_MklNativeConv2DBackpropInput", "conv_backward_data"),
+    ("_MklNativeConv2DBackpropFilter", "conv_backward_filter"),
+    ("Conv2DBackpropFilter", "conv_backward_filter"),
+    ("_MklNativeFusedBatchNormV3", "bn_forward"),
+    ("_MklNativeFusedBatchNormEx", "bn_forward"),      # BN with ReLU computed inside
+    ("_MklNativeFusedBatchNormGradV3", "bn_backward"),
+    ("ReluGrad", "elementwise"),
+    ("AddN", "elementwise"),
+    ("Cast", "elementwise"),
+    ("ResourceApplyKerasMomentum", "update"),
+    ("_MklMatMul", "other"),
+    ("ReadVariableOp", "other"),
+])
+def test_profile_op_kinds_value_table(op_type, kind):
+    from benchmarks import profile as P
+    assert P.kind_of(op_type) == kind
+
+
+@pytest.mark.parametrize("event, op_type", [
+    ("StatefulPartitionedCall/resnet50_1/conv1_1/convolution:_MklNativeConv2D",
+     "_MklNativeConv2D"),
+    ("gradient_tape/resnet20_1/relu_3/ReluGrad:ReluGrad", "ReluGrad"),
+    ("ExecutorState::Process", None),      # the executor's own annotations
+    ("StartRegion", None),
+    ("MemoryAllocation", None),
+    (":Relu", None),
+])
+def test_profile_event_names(event, op_type):
+    from benchmarks import profile as P
+    assert P.op_type_of(event) == op_type
+
+
+def test_profile_conv_flops_of_a_known_model():
+    """2 x multiply-adds x batch: a 3x3 convolution 3 -> 4 channels on 5x5 ('same'), then
+    a 1x1 convolution 4 -> 2 and a dense layer 50 -> 10; backward-data leaves out the stem."""
+    import keras
+    from benchmarks import profile as P
+    x = keras.Input((5, 5, 3))
+    y = keras.layers.Conv2D(4, 3, padding="same")(x)
+    y = keras.layers.Conv2D(2, 1)(y)
+    y = keras.layers.Dense(10)(keras.layers.Flatten()(y))
+    stem, second = 2 * 5 * 5 * 3 * 3 * 3 * 4, 2 * 5 * 5 * 4 * 2   # per image
+    f = P.conv_flops(keras.Model(x, y), batch=4)
+    assert f == {"conv_forward": 4 * (stem + second), "conv_backward_data": 4 * second,
+                 "conv_backward_filter": 4 * (stem + second), "conv_layers": 2,
+                 "train": 3 * 4 * (stem + second + 2 * 50 * 10)}
+
+
+def test_profile_refuses_exchange_flags():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--exchange=per_tensor"],
+                          cwd=ROOT, env=launch_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert "Flag `exchange` does not apply to benchmarks.profile" in proc.stderr
+    assert "Received: exchange=per_tensor" in proc.stderr
+
+
+def test_profile_smoke(tmp_path):
+    """`python -m benchmarks.profile --compare` on ResNet-20, a few steps: every Conv2D
+    layer's three passes, every BN's two and every variable's update are in each dtype's
+    profile, once per step, and the kinds add up to the op time."""
+    out = tmp_path / "profile"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--model=resnet20",
+                           "--image_size=32", "--num_classes=10", "--local_batch=16",
+                           "--compare", "--rounds=1", "--profile_steps=2", "--steps=2",
+                           "--warmup_steps=1", "--nopeak", f"--out={out}"],
+                          cwd=ROOT, env=launch_env(), capture_output=True, text=True,
+                          timeout=600)    # a hang guard
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.load(open(f"{out}.json"))
+    assert list(res["dtypes"]) == ["float32", "mixed_bfloat16"]
+    for dtype, d in res["dtypes"].items():
+        ops = {k: v["ops"] for k, v in d["kinds"].items()}
+        assert d["rounds"][0]["flops"]["conv_layers"] == 21                 # ResNet-20
+        assert (ops["conv_forward"], ops["conv_backward_data"],
+                ops["conv_backward_filter"]) == (21, 20, 21), dtype
+        assert ops["bn_forward"] == ops["bn_backward"] == 21, dtype
+        assert ops["update"] == 65, dtype                # one fused kernel per variable
+        assert sum(v["seconds"] for v in d["kinds"].values()) == pytest.approx(
+            d["op_seconds"])
+        assert all(v["gflops"] > 0 for k, v in d["kinds"].items() if k.startswith("conv"))
+    assert res["bf16_over_fp32"]["ceiling_rest_free"] > 0
+    assert "## bf16 / fp32" in open(f"{out}.md").read()

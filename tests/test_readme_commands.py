@@ -88,3 +88,33 @@ def test_readme_benchmark_command_plans(tmp_path, line, name, args):
     proc = run_python("-m", f"benchmarks.{name}", *args, *extra)   # a plan writes nothing
     assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
     assert " to do" in proc.stdout or " jobs" in proc.stdout or "| study |" in proc.stdout
+
+
+def readme_module_lines(module):
+    """(line, argv after `-m module`) of every README bash line running `module`."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            words = shlex.split(line) if not line.startswith("#") else []
+            if module in words:
+                found.append((line, words[words.index(module) + 1:]))
+    return found
+
+
+PROFILE = readme_module_lines("benchmarks.profile")
+
+
+def test_the_readme_runs_the_step_profile():
+    assert any("--compare" in args for _, args in PROFILE)
+
+
+@pytest.mark.parametrize("line, args", PROFILE)
+def test_readme_profile_command_flags_parse(line, args):
+    """The step profile's flags as the README prints them are its flags, with valid values."""
+    code = ("import sys; from absl import flags; from benchmarks import profile; "
+            "flags.FLAGS(['profile', *sys.argv[1:]]); print('parsed')")
+    proc = run_python("-c", code, *args)
+    assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
+    assert "parsed" in proc.stdout
