@@ -248,8 +248,9 @@ def markdown(res: dict) -> str:
         wall = ", ".join(f"{s:.3f}" for s in d["step_seconds_each_round"])
         lines += ["", f"* op time per step in each round: {rounds} s; the same model's "
                   f"step without the profiler (median of {res['steps']} steps before it): "
-                  f"{wall} s — the ops are {100 * d['ops_share_of_step']:.0f}% of the "
-                  f"median step, the rest is the framework's own time and the profiler's",
+                  f"{wall} s; the ops sum to {100 * d['ops_share_of_step']:.0f}% of it (the "
+                  f"profiler adds to each op's time; under 100%, the rest is the "
+                  f"framework's own)",
                   f"* training GFLOP/s by the unprofiled step: {d['train_gflops_step']:.0f}"
                   + (f" ({100 * d['fraction_of_peak_step']:.0f}% of the peak)"
                      if "fraction_of_peak_step" in d else ""),
@@ -262,7 +263,7 @@ def markdown(res: dict) -> str:
         c = res["bf16_over_fp32"]
         lines += ["## bf16 / fp32", "",
                   "| kind | speed-up |", "| --- | --- |"]
-        lines += [f"| {LABELS[k]} | {v:.2f}x |" for k, v in c["kinds"].items()]
+        lines += [f"| {LABELS[k]} | {c['kinds'][k]:.2f}x |" for k in KINDS if k in c["kinds"]]
         lines += ["", f"* convolutions {c['convolutions']:.2f}x, everything else "
                   f"{c['rest']:.2f}x; the step {c['step']:.2f}x by op time, "
                   f"{c['step_unprofiled']:.2f}x by unprofiled step time",
