@@ -39,8 +39,27 @@ def _heartbeat_dirs():
     return set(glob.glob(heartbeat_prefix("*") + "*"))
 
 
+# Open MPI's shared-memory segments (its vader transport's backing files); mpirun has them
+# removed at a job's end, but not when mpirun itself is SIGKILLed with its ranks.
+MPI_SEGMENTS = "/dev/shm/vader_segment.*"
+
+
+def _mapped_files():
+    """Every file some live process maps (/proc/*/maps)."""
+    mapped = set()
+    for maps in glob.glob("/proc/[0-9]*/maps"):
+        try:
+            with open(maps) as f:
+                mapped.update(line.split(None, 5)[5].strip() for line in f
+                              if len(line.split(None, 5)) == 6)
+        except OSError:
+            pass
+    return mapped
+
+
 def pytest_sessionstart(session):
     session.config.lbsgd_heartbeats_before = _heartbeat_dirs()
+    session.config.lbsgd_segments_before = set(glob.glob(MPI_SEGMENTS))
 
 
 def _rank_alive(beat_file):
@@ -53,13 +72,21 @@ def _rank_alive(beat_file):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Heartbeat directories of the jobs this session's tests SIGKILLed whole (launcher,
-    guard and ranks: nothing of the job was left to remove them) go once no rank of theirs
-    runs; directories from before the session are left alone."""
+    """Heartbeat directories and MPI shared-memory segments of the jobs this session's tests
+    SIGKILLed whole (launcher, guard and ranks: nothing of the job was left to remove them)
+    go once no rank of theirs runs; those from before the session are left alone."""
     before = getattr(session.config, "lbsgd_heartbeats_before", set())
     for path in _heartbeat_dirs() - before:
         if not any(_rank_alive(f) for f in glob.glob(os.path.join(path, "rank*.json"))):
             shutil.rmtree(path, ignore_errors=True)
+    new_segments = set(glob.glob(MPI_SEGMENTS)) - getattr(session.config,
+                                                          "lbsgd_segments_before", set())
+    if new_segments:         # those of such jobs: created in the session, mapped by no one
+        for path in new_segments - _mapped_files():
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def assert_no_rank_started(proc):
