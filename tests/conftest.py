@@ -1,5 +1,6 @@
 """Shared helpers: run lbsgd under horovodrun exactly as a user would."""
 
+import contextlib
 import glob
 import json
 import os
@@ -50,8 +51,8 @@ def _mapped_files():
     for maps in glob.glob("/proc/[0-9]*/maps"):
         try:
             with open(maps) as f:
-                mapped.update(line.split(None, 5)[5].strip() for line in f
-                              if len(line.split(None, 5)) == 6)
+                mapped.update(fields[5].strip() for fields in (line.split(None, 5) for line in f)
+                              if len(fields) == 6)
         except OSError:
             pass
     return mapped
@@ -83,10 +84,8 @@ def pytest_sessionfinish(session, exitstatus):
                                                           "lbsgd_segments_before", set())
     if new_segments:         # those of such jobs: created in the session, mapped by no one
         for path in new_segments - _mapped_files():
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
 
 
 def assert_no_rank_started(proc):
