@@ -12,7 +12,9 @@ time), batch norm forward and backward, the elementwise ops (ReLU, adds, casts),
 SGD update, and the rest. The step's training GFLOP/s (3 x the forward FLOPs, as
 benchmarks.run counts them) over the summed op time, against the dense matmul peak
 measured in the same run, and the same fraction if everything but the convolutions took
-no time: what the convolutions alone allow.
+no time: what the convolutions alone allow. The convolutions are also grouped by shape
+(kernel/stride → output side; each op is its layer's by its name's scopes), each pass
+with its time and GFLOP/s, to show which layers fall short of the peak.
 
 --compare profiles float32 and mixed_bfloat16 in alternating rounds (f, b, b, f, ...)
 and prints each kind's bf16 / fp32 speed-up, the step's, and the step's ceiling at these
@@ -93,9 +95,9 @@ def op_type_of(event_name: str) -> str | None:
     return op_type
 
 
-def op_seconds(xspace_path: str) -> dict[str, tuple[int, float]]:
-    """{op type: (count, seconds)} of the TensorFlow ops run on the executor's threads
-    in a profile (op_type_of)."""
+def op_events(xspace_path: str) -> dict[str, list]:
+    """{op name: [op type, count, seconds]} of the TensorFlow ops run on the executor's
+    threads in a profile (op_type_of)."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     space = xplane_pb2.XSpace()
@@ -108,13 +110,49 @@ def op_seconds(xspace_path: str) -> dict[str, tuple[int, float]]:
             if not line.name.startswith("tf_Compute"):
                 continue
             for event in line.events:
-                op_type = op_type_of(names[event.metadata_id].name)
+                name = names[event.metadata_id].name
+                op_type = op_type_of(name)
                 if op_type is None:
                     continue
-                c = out.setdefault(op_type, [0, 0.0])
-                c[0] += 1
-                c[1] += event.duration_ps / 1e12
+                c = out.setdefault(name.rpartition(":")[0], [op_type, 0, 0.0])
+                c[1] += 1
+                c[2] += event.duration_ps / 1e12
+    return out
+
+
+def op_seconds(events: dict[str, list]) -> dict[str, tuple[int, float]]:
+    """{op type: (count, seconds)} of op_events."""
+    out: dict[str, list] = {}
+    for op_type, n, s in events.values():
+        c = out.setdefault(op_type, [0, 0.0])
+        c[0] += n
+        c[1] += s
     return {k: (n, s) for k, (n, s) in out.items()}
+
+
+def layer_of(op_name: str, layer_names) -> str | None:
+    """The layer of `layer_names` an op belongs to, from its name's scopes (Keras adds
+    `_<n>` to a layer's scope: `.../gradient_tape/resnet50_1/res2a_branch2a_1/convolution/
+    Conv2DBackpropFilter` is res2a_branch2a's); None if no scope names one."""
+    for scope in op_name.split("/"):
+        if scope in layer_names:
+            return scope
+        base, sep, n = scope.rpartition("_")
+        if sep and n.isdigit() and base in layer_names:
+            return base
+    return None
+
+
+def conv_layer_seconds(events: dict[str, list], layer_names) -> dict[str, dict[str, float]]:
+    """{layer: {convolution kind: seconds}} of the convolution passes in op_events."""
+    out: dict[str, dict[str, float]] = {}
+    for name, (op_type, _, s) in events.items():
+        kind = kind_of(op_type)
+        layer = layer_of(name, layer_names) if kind in CONV_KINDS else None
+        if layer is not None:
+            per = out.setdefault(layer, {})
+            per[kind] = per.get(kind, 0.0) + s
+    return out
 
 
 def by_kind(ops: dict[str, tuple[int, float]], steps: int) -> dict[str, dict]:
@@ -129,20 +167,23 @@ def by_kind(ops: dict[str, tuple[int, float]], steps: int) -> dict[str, dict]:
 
 def conv_flops(model, batch: int) -> dict:
     """FLOPs per step of the three convolution passes (2 x multiply-adds; backward-data
-    leaves out the stem, whose input is the image) and training FLOPs (3 x forward,
-    Conv2D and Dense layers, as benchmarks.run counts them)."""
+    leaves out the stem, whose input is the image), training FLOPs (3 x forward,
+    Conv2D and Dense layers, as benchmarks.run counts them), and each Conv2D layer's
+    shape (`<kernel>/<stride> → <output side>`) and FLOPs of one pass."""
     import keras
-    convs, dense = [], 0
+    convs, dense, layers = [], 0, {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
             k, o = layer.kernel.shape, layer.output.shape
             convs.append(2 * batch * o[1] * o[2] * k[0] * k[1] * k[2] * k[3])
+            layers[layer.name] = {"shape": f"{k[0]}x{k[1]}/{layer.strides[0]} → "
+                                           f"{o[1]}x{o[2]}", "flops": convs[-1]}
         elif isinstance(layer, keras.layers.Dense):
             dense += 2 * batch * layer.kernel.shape[0] * layer.kernel.shape[1]
     forward = sum(convs)
     return {"conv_forward": forward, "conv_backward_data": forward - convs[0],
             "conv_backward_filter": forward, "conv_layers": len(convs),
-            "train": 3 * (forward + dense)}
+            "train": 3 * (forward + dense), "layers": layers}
 
 
 def _profile_round(dtype: str, batch: int) -> dict:
@@ -164,15 +205,18 @@ def _profile_round(dtype: str, batch: int) -> dict:
             tf.profiler.experimental.stop()
         (path,) = [os.path.join(d, f) for d, _, fs in os.walk(logdir) for f in fs
                    if f.endswith(".xplane.pb")]
-        ops = op_seconds(path)
+        events = op_events(path)
+    ops = op_seconds(events)
     kinds = by_kind(ops, FLAGS.profile_steps)
     flops = conv_flops(model, batch)
+    layers = {layer: {k: s / FLAGS.profile_steps for k, s in per.items()}
+              for layer, per in conv_layer_seconds(events, flops["layers"]).items()}
     keras.backend.clear_session()
     return {"dtype_policy": dtype, "step_seconds": float(np.median(step_times)),
             "op_seconds": sum(k["seconds"] for k in kinds.values()), "kinds": kinds,
             "op_types": {t: [n / FLAGS.profile_steps, s / FLAGS.profile_steps]
                          for t, (n, s) in sorted(ops.items(), key=lambda kv: -kv[1][1])},
-            "flops": flops}
+            "conv_layers": layers, "flops": flops}
 
 
 def summarize(rounds: list[dict], peak: float | None) -> dict:
@@ -196,6 +240,7 @@ def summarize(rounds: list[dict], peak: float | None) -> dict:
            "train_gflops": flops["train"] / op_s / 1e9,
            "train_gflops_step": flops["train"] / step_s / 1e9,
            "train_gflops_convs_only": flops["train"] / conv_s / 1e9}
+    res["conv_shapes"] = conv_shapes(rounds)
     if peak:
         res["fraction_of_peak"] = res["train_gflops"] / peak
         res["fraction_of_peak_step"] = res["train_gflops_step"] / peak
@@ -204,6 +249,28 @@ def summarize(rounds: list[dict], peak: float | None) -> dict:
             if "gflops" in kinds[k]:
                 kinds[k]["fraction_of_peak"] = kinds[k]["gflops"] / peak
     return res
+
+
+def conv_shapes(rounds: list[dict]) -> dict[str, dict]:
+    """The convolutions grouped by shape (conv_flops' `<kernel>/<stride> → <output side>`,
+    in the model's order): the layers, and each pass's median seconds per step over the
+    rounds and GFLOP/s."""
+    layers = rounds[0]["flops"]["layers"]
+    out: dict[str, dict] = {}
+    for name, info in layers.items():
+        g = out.setdefault(info["shape"], {"layers": 0, "flops": 0, "names": []})
+        g["layers"] += 1
+        g["flops"] += info["flops"]
+        g["names"].append(name)
+    for g in out.values():
+        for k in CONV_KINDS:
+            per_round = [sum(r["conv_layers"].get(n, {}).get(k, 0.0) for n in g["names"])
+                         for r in rounds]
+            sec = statistics.median(per_round)
+            flops = sum(layers[n]["flops"] for n in g["names"]
+                        if rounds[0]["conv_layers"].get(n, {}).get(k))
+            g[k] = {"seconds": sec} | ({"gflops": flops / sec / 1e9} if sec > 0 else {})
+    return out
 
 
 def compare(fp32: dict, bf16: dict) -> dict:
@@ -259,6 +326,15 @@ def markdown(res: dict) -> str:
                   f"{d['train_gflops_convs_only']:.0f}"
                   + (f" ({100 * d['fraction_of_peak_convs_only']:.0f}% of the peak)"
                      if "fraction_of_peak_convs_only" in d else ""), ""]
+        lines += [f"Convolutions by shape (kernel/stride → output side), ms per step and "
+                  f"GFLOP/s:", "",
+                  "| shape | layers | forward | backward-data | backward-filter |",
+                  "| --- | --- | --- | --- | --- |"]
+        for shape, g in d["conv_shapes"].items():
+            cells = [f"{1e3 * g[k]['seconds']:.1f} ms, {g[k]['gflops']:.0f}"
+                     if "gflops" in g[k] else "" for k in CONV_KINDS]
+            lines.append(f"| {shape} | {g['layers']} | " + " | ".join(cells) + " |")
+        lines.append("")
     if "bf16_over_fp32" in res:
         c = res["bf16_over_fp32"]
         lines += ["## bf16 / fp32", "",

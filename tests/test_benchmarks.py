@@ -336,14 +336,33 @@ def test_profile_conv_flops_of_a_known_model():
     import keras
     from benchmarks import profile as P
     x = keras.Input((5, 5, 3))
-    y = keras.layers.Conv2D(4, 3, padding="same")(x)
-    y = keras.layers.Conv2D(2, 1)(y)
+    y = keras.layers.Conv2D(4, 3, padding="same", name="stem")(x)
+    y = keras.layers.Conv2D(2, 1, name="second")(y)
     y = keras.layers.Dense(10)(keras.layers.Flatten()(y))
     stem, second = 2 * 5 * 5 * 3 * 3 * 3 * 4, 2 * 5 * 5 * 4 * 2   # per image
     f = P.conv_flops(keras.Model(x, y), batch=4)
     assert f == {"conv_forward": 4 * (stem + second), "conv_backward_data": 4 * second,
                  "conv_backward_filter": 4 * (stem + second), "conv_layers": 2,
-                 "train": 3 * 4 * (stem + second + 2 * 50 * 10)}
+                 "train": 3 * 4 * (stem + second + 2 * 50 * 10),
+                 "layers": {"stem": {"shape": "3x3/1 → 5x5", "flops": 4 * stem},
+                            "second": {"shape": "1x1/1 → 5x5", "flops": 4 * second}}}
+
+
+@pytest.mark.parametrize("op_name, layer", [
+    ("StatefulPartitionedCall/gradient_tape/resnet50_1/res2a_branch2a_1/convolution/"
+     "Conv2DBackpropFilter", "res2a_branch2a"),
+    ("StatefulPartitionedCall/resnet50_1/conv1_1/convolution", "conv1"),
+    ("resnet50_1/res2a_branch2b/convolution", "res2a_branch2b"),    # no scope suffix
+    ("model_1/conv_1/convolution", "conv_1"),      # a layer named conv_1 beats conv
+    ("model_1/conv_12/convolution", "conv"),
+    ("StatefulPartitionedCall/resnet50_1/res2a_bn2a_1/FusedBatchNormV3", None),
+    ("StatefulPartitionedCall/resnet50_1/res2a_branch2/convolution", None),
+])
+def test_profile_layer_of_op_names(op_name, layer):
+    """An op is its layer's by its name's scopes, Keras' `_<n>` suffix allowed."""
+    from benchmarks import profile as P
+    names = {"res2a_branch2a", "res2a_branch2b", "conv1", "conv", "conv_1"}
+    assert P.layer_of(op_name, names) == layer
 
 
 def test_profile_refuses_exchange_flags():
@@ -379,5 +398,16 @@ def test_profile_smoke(tmp_path):
         assert sum(v["seconds"] for v in d["kinds"].values()) == pytest.approx(
             d["op_seconds"])
         assert all(v["gflops"] > 0 for k, v in d["kinds"].items() if k.startswith("conv"))
+        # every Conv2D layer's passes found by its ops' names, grouped by shape
+        layers = d["rounds"][0]["conv_layers"]
+        assert len(layers) == 21
+        assert sum("conv_backward_data" in p for p in layers.values()) == 20   # not the stem
+        assert all({"conv_forward", "conv_backward_filter"} <= set(p) for p in layers.values())
+        for k in ("conv_forward", "conv_backward_data", "conv_backward_filter"):
+            assert sum(p.get(k, 0.0) for p in layers.values()) == pytest.approx(
+                d["rounds"][0]["kinds"][k]["seconds"])
+        assert {s: g["layers"] for s, g in d["conv_shapes"].items()} == {
+            "3x3/1 → 32x32": 7, "3x3/2 → 16x16": 1, "3x3/1 → 16x16": 5, "1x1/2 → 16x16": 1,
+            "3x3/2 → 8x8": 1, "3x3/1 → 8x8": 5, "1x1/2 → 8x8": 1}
     assert res["bf16_over_fp32"]["ceiling_rest_free"] > 0
     assert "## bf16 / fp32" in open(f"{out}.md").read()
