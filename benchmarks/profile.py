@@ -216,7 +216,7 @@ def _profile_round(dtype: str, batch: int) -> dict:
             "op_seconds": sum(k["seconds"] for k in kinds.values()), "kinds": kinds,
             "op_types": {t: [n / FLAGS.profile_steps, s / FLAGS.profile_steps]
                          for t, (n, s) in sorted(ops.items(), key=lambda kv: -kv[1][1])},
-            "conv_layers": layers, "flops": flops}
+            "conv_layer_seconds": layers, "flops": flops}
 
 
 def summarize(rounds: list[dict], peak: float | None) -> dict:
@@ -264,11 +264,11 @@ def conv_shapes(rounds: list[dict]) -> dict[str, dict]:
         g["names"].append(name)
     for g in out.values():
         for k in CONV_KINDS:
-            per_round = [sum(r["conv_layers"].get(n, {}).get(k, 0.0) for n in g["names"])
+            per_round = [sum(r["conv_layer_seconds"].get(n, {}).get(k, 0.0) for n in g["names"])
                          for r in rounds]
             sec = statistics.median(per_round)
             flops = sum(layers[n]["flops"] for n in g["names"]
-                        if rounds[0]["conv_layers"].get(n, {}).get(k))
+                        if rounds[0]["conv_layer_seconds"].get(n, {}).get(k))
             g[k] = {"seconds": sec} | ({"gflops": flops / sec / 1e9} if sec > 0 else {})
     return out
 
@@ -326,8 +326,8 @@ def markdown(res: dict) -> str:
                   f"{d['train_gflops_convs_only']:.0f}"
                   + (f" ({100 * d['fraction_of_peak_convs_only']:.0f}% of the peak)"
                      if "fraction_of_peak_convs_only" in d else ""), ""]
-        lines += [f"Convolutions by shape (kernel/stride → output side), ms per step and "
-                  f"GFLOP/s:", "",
+        lines += ["Convolutions by shape (kernel/stride → output side), ms per step and "
+                  "GFLOP/s:", "",
                   "| shape | layers | forward | backward-data | backward-filter |",
                   "| --- | --- | --- | --- | --- |"]
         for shape, g in d["conv_shapes"].items():

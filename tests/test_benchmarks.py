@@ -399,7 +399,7 @@ def test_profile_smoke(tmp_path):
             d["op_seconds"])
         assert all(v["gflops"] > 0 for k, v in d["kinds"].items() if k.startswith("conv"))
         # every Conv2D layer's passes found by its ops' names, grouped by shape
-        layers = d["rounds"][0]["conv_layers"]
+        layers = d["rounds"][0]["conv_layer_seconds"]
         assert len(layers) == 21
         assert sum("conv_backward_data" in p for p in layers.values()) == 20   # not the stem
         assert all({"conv_forward", "conv_backward_filter"} <= set(p) for p in layers.values())
