@@ -59,8 +59,8 @@ def _announce_hosts(p: "_plan.Plan") -> None:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--guard"] and len(argv) == 4:
-        return job.guard(int(argv[1]), argv[2], int(argv[3]))
+    if argv[:1] == ["--guard"] and len(argv) in (4, 5):
+        return job.guard(int(argv[1]), argv[2], int(argv[3]), *argv[4:])
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE + "\n\n" + __doc__.split("\n")[0], file=sys.stderr)
         return 0 if argv else 2

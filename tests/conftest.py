@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -17,11 +18,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAUNCH = os.path.join(ROOT, "launch", "run.sh")
 
 
+# The session's temporary directory for the processes its tests start (TMPDIR): what a
+# SIGKILLed job leaves there (TensorFlow's generated modules, the launcher's directory,
+# Open MPI's session files) goes with it at the session's end.
+JOBS_TMP = ""
+
+
 def launch_env(all_ranks=False):
     """The environment of a launched job; with `all_ranks` the launcher shows every rank's
     output with mpirun's "[1,N]<stdout>:" tags (LBSGD_ALL_RANKS=1), so
     :func:`assert_no_rank_started` can tell whether any rank ran."""
     env = dict(os.environ)
+    if JOBS_TMP:
+        env["TMPDIR"] = JOBS_TMP
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if all_ranks:
@@ -59,6 +68,8 @@ def _mapped_files():
 
 
 def pytest_sessionstart(session):
+    global JOBS_TMP
+    JOBS_TMP = tempfile.mkdtemp(prefix="lbsgd-tests-")
     session.config.lbsgd_heartbeats_before = _heartbeat_dirs()
     session.config.lbsgd_segments_before = set(glob.glob(MPI_SEGMENTS))
 
@@ -75,7 +86,10 @@ def _rank_alive(beat_file):
 def pytest_sessionfinish(session, exitstatus):
     """Heartbeat directories and MPI shared-memory segments of the jobs this session's tests
     SIGKILLed whole (launcher, guard and ranks: nothing of the job was left to remove them)
-    go once no rank of theirs runs; those from before the session are left alone."""
+    go once no rank of theirs runs; those from before the session are left alone. The
+    session's TMPDIR goes whole."""
+    if JOBS_TMP:
+        shutil.rmtree(JOBS_TMP, ignore_errors=True)
     before = getattr(session.config, "lbsgd_heartbeats_before", set())
     for path in _heartbeat_dirs() - before:
         if not any(_rank_alive(f) for f in glob.glob(os.path.join(path, "rank*.json"))):

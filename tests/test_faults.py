@@ -32,13 +32,18 @@ def _wait_for_epochs(proc, run_dir, epochs, timeout=300):
                        f"a checkpoint of epoch {epochs}", timeout)
 
 
+def _environ(pid) -> dict:
+    """A process's environment, as bytes."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+
+
 def _rank_pids(launcher_pid):
     """{rank: pid} of the job's training processes (from their environment)."""
     ranks = {}
     for pid in job_pids(launcher_pid):
         try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            env = _environ(pid)
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmdline = f.read()
         except OSError:
@@ -150,7 +155,11 @@ def test_sigkill_of_the_launcher_ends_every_rank_within_30_s(tmp_path):
     try:
         _wait_for_epochs(proc, run_dir, 1)
         job = job_pids(proc.pid)            # launcher, guard, horovodrun, mpirun, ranks
-        assert sorted(_rank_pids(proc.pid)) == [0, 1]
+        ranks = _rank_pids(proc.pid)
+        assert sorted(ranks) == [0, 1]
+        launcher_tmp = os.path.dirname(   # the launcher's temporary directory
+            _environ(ranks[0])[b"LBSGD_RELAUNCH_FILE"].decode())
+        assert os.path.isdir(launcher_tmp)
         at_kill = epochs_done(run_dir)
         os.kill(proc.pid, signal.SIGKILL)   # the launcher alone: it cannot forward anything
         proc.communicate(timeout=60)
@@ -167,6 +176,7 @@ def test_sigkill_of_the_launcher_ends_every_rank_within_30_s(tmp_path):
                 pass
     assert proc.returncode == -signal.SIGKILL
     assert not left, f"processes outlived the launcher by 30 s: {left}"
+    assert not os.path.exists(launcher_tmp), "the guard left the launcher's temporary dir"
     # the last checkpoint is whole (every array's CRC read) and consistent with itself
     from lbsgd.run.rundir import read_run_state
     state = read_run_state(os.path.join(run_dir, "checkpoint.npz"), verify=True)

@@ -16,7 +16,9 @@ left on a remote host after a failure is ended there.
 * **The guard.** A process in a session of its own holds the read end of a
   pipe whose only writer is the launcher. When the launcher ends in any way,
   SIGKILL included, the guard reads EOF; a job still running then had no
-  launcher to stop it, and the guard ends its session the same way.
+  launcher to stop it, and the guard ends its session the same way, and
+  removes the launcher's temporary directory (where lbsgd.train asks for
+  more ranks), which a launcher that was killed could not remove.
 * **Remote hosts.** After a failure or a signal each remote host is asked
   over ssh (5 s) to end the job's processes left there (those carrying its
   LBSGD_JOB_ID); a host that does not answer is named: "lost host NAME".
@@ -96,9 +98,10 @@ def process_alive(pid: int) -> bool:
         return False
 
 
-def guard(session: int, heartbeats: str, launcher: int) -> int:
-    """The guard's body (`python -m lbsgd.launch --guard SESSION HEARTBEATS LAUNCHER`, stdin
-    the pipe): at the pipe's EOF, once the launcher is gone, it ends what is left of the job."""
+def guard(session: int, heartbeats: str, launcher: int, launcher_tmp: str = "") -> int:
+    """The guard's body (`python -m lbsgd.launch --guard SESSION HEARTBEATS LAUNCHER
+    [LAUNCHER_TMP]`, stdin the pipe): at the pipe's EOF, once the launcher is gone, it ends
+    what is left of the job and removes the launcher's temporary directory."""
     while True:
         try:
             if not os.read(0, 4096):
@@ -107,6 +110,8 @@ def guard(session: int, heartbeats: str, launcher: int) -> int:
             continue
     while process_alive(launcher):   # EOF comes with the launcher's end; act once it is over
         time.sleep(0.2)
+    if launcher_tmp:                 # gone already unless the launcher was killed
+        shutil.rmtree(launcher_tmp, ignore_errors=True)
     if not session_alive(session):
         return 0
     say(f"the launcher is gone; ending its job (session {session})")
@@ -115,15 +120,16 @@ def guard(session: int, heartbeats: str, launcher: int) -> int:
     return 0
 
 
-def start_guard(session: int, heartbeats: str, env: dict) -> int:
-    """Starts the guard of `session`; returns the pipe's write end (keep it open until exit).
+def start_guard(session: int, heartbeats: str, env: dict, launcher_tmp: str = "") -> int:
+    """Starts the guard of `session` (and of the launcher's temporary directory
+    `launcher_tmp`); returns the pipe's write end (keep it open until exit).
 
     The pipe's ends are not inherited by the job (Python's default), so the
     launcher is the only writer: its exit, however it comes, is the guard's EOF.
     """
     read_end, write_end = os.pipe()
     subprocess.Popen([sys.executable, "-m", "lbsgd.launch", "--guard", str(session), heartbeats,
-                      str(os.getpid())],
+                      str(os.getpid()), *([launcher_tmp] if launcher_tmp else [])],
                      stdin=read_end, stdout=subprocess.DEVNULL, start_new_session=True,
                      env=env, close_fds=True)
     os.close(read_end)
@@ -239,7 +245,8 @@ def run(plan: Plan) -> int:
                                 **console.streams())   # stdin: as a shell's background job
         try:
             console.attach(proc)
-            guard_pipe = start_guard(proc.pid, plan.heartbeats, quiet_env)
+            guard_pipe = start_guard(proc.pid, plan.heartbeats, quiet_env,
+                                     os.path.dirname(plan.relaunch_file))
             rc = proc.wait()
             rc = 128 - rc if rc < 0 else rc
             for signum in SIGNALS:          # the job is over: only clean-up is left
