@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, launch_env
 
 
 def examples() -> dict:
@@ -18,7 +18,7 @@ def examples() -> dict:
 
 
 def run_example(name: str) -> str:
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(launch_env(), PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")   # the session's TMPDIR
     out = subprocess.run([sys.executable, "-c", examples()[name]], capture_output=True,
                          text=True, env=env, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
