@@ -256,19 +256,17 @@ def conv_shapes(rounds: list[dict]) -> dict[str, dict]:
     in the model's order): the layers, and each pass's median seconds per step over the
     rounds and GFLOP/s."""
     layers = rounds[0]["flops"]["layers"]
-    out: dict[str, dict] = {}
+    groups: dict[str, list[str]] = {}
     for name, info in layers.items():
-        g = out.setdefault(info["shape"], {"layers": 0, "flops": 0, "names": []})
-        g["layers"] += 1
-        g["flops"] += info["flops"]
-        g["names"].append(name)
-    for g in out.values():
+        groups.setdefault(info["shape"], []).append(name)
+    out: dict[str, dict] = {}
+    for shape, names in groups.items():
+        g = out[shape] = {"layers": len(names), "names": names}
         for k in CONV_KINDS:
-            per_round = [sum(r["conv_layer_seconds"].get(n, {}).get(k, 0.0) for n in g["names"])
-                         for r in rounds]
-            sec = statistics.median(per_round)
-            flops = sum(layers[n]["flops"] for n in g["names"]
-                        if rounds[0]["conv_layer_seconds"].get(n, {}).get(k))
+            sec = statistics.median(sum(r["conv_layer_seconds"].get(n, {}).get(k, 0.0)
+                                        for n in names) for r in rounds)
+            flops = sum(layers[n]["flops"] for n in names
+                        if k in rounds[0]["conv_layer_seconds"].get(n, {}))
             g[k] = {"seconds": sec} | ({"gflops": flops / sec / 1e9} if sec > 0 else {})
     return out
 
